@@ -1,0 +1,51 @@
+# ragpipe: `make run` sets everything up and serves the UI; `make test` runs the suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+INDEX ?= default
+PORT ?= 8501
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+# llama.cpp must be built for a generic x86-64 CPU: a native build crashes on some Xeons.
+export CMAKE_ARGS := -DGGML_NATIVE=OFF
+
+.PHONY: install models ingest run serve test test-fast lint typecheck bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# CPU build of torch first, so nothing pulls a CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+models: install
+	$(BIN)/ragpipe models prepare
+
+ingest: models
+	$(BIN)/ragpipe ingest corpus --index $(INDEX)
+
+run: ingest serve
+
+serve: install
+	$(BIN)/streamlit run ui/app.py --server.address 127.0.0.1 --server.port $(PORT) \
+	  --server.headless true --browser.gatherUsageStats false
+
+test: models
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not e2e and not slow"
+
+lint: install
+	$(BIN)/ruff check ragpipe ui tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) indexes/*/ models/*.gguf models/*.sha256

@@ -1,0 +1,140 @@
+"""Document -> Chunks, sized in tokens of the embedder's own tokenizer.
+
+A recursive splitter in the manner of langchain's RecursiveCharacterTextSplitter
+(paragraphs, then lines, sentences, clauses, words, characters), but working on
+character spans instead of strings. Why not langchain itself: it returns bare
+strings, and recovering their offsets by searching the page is ambiguous when
+text repeats (tables, boilerplate), which silently breaks the guarantee that
+``page.text[start:end] == chunk.text``. Working on spans makes offsets exact by
+construction, and every merged chunk is measured with the real tokenizer, so no
+chunk exceeds ``limit`` tokens and nothing is truncated at embedding time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+from .datatypes import Chunk, Document
+
+TokenCounter = Callable[[str], int]
+
+_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.M)
+_SEPARATORS = ("\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", "")
+
+
+def heading_paths(text: str) -> list[tuple[int, str]]:
+    """(offset, "H1 > H2 > H3") for each Markdown heading in ``text``, in order."""
+    stack: list[tuple[int, str]] = []
+    out: list[tuple[int, str]] = []
+    for m in _HEADING.finditer(text):
+        level = len(m.group(1))
+        stack = [(lv, t) for lv, t in stack if lv < level]
+        stack.append((level, m.group(2).strip()))
+        out.append((m.start(), " > ".join(t for _, t in stack)))
+    return out
+
+
+class Chunker:
+    """Split documents into overlapping chunks of at most ``limit`` tokens.
+
+    ``size`` and ``overlap`` are targets in tokens; ``limit`` is the hard
+    ceiling (the embedder's window minus its special tokens).
+    """
+
+    def __init__(self, count_tokens: TokenCounter, size: int, overlap: int, limit: int) -> None:
+        self.count = count_tokens
+        self.limit = limit
+        self.size = min(size, limit)
+        self.overlap = min(overlap, self.size // 2)
+
+    def _atoms(self, text: str, start: int, end: int, seps: Sequence[str]) -> list[tuple[int, int]]:
+        """Cut [start, end) at the coarsest separator until every piece is within ``size``."""
+        if end - start <= 0:
+            return []
+        if self.count(text[start:end]) <= self.size:
+            return [(start, end)]
+        for i, sep in enumerate(seps):
+            if sep == "":
+                break
+            if text.find(sep, start, end) < 0:
+                continue
+            out: list[tuple[int, int]] = []
+            pos = start
+            while pos < end:
+                j = text.find(sep, pos, end)
+                cut = end if j < 0 else j + len(sep)  # the separator stays with its piece
+                out.extend(self._atoms(text, pos, cut, seps[i + 1 :]))
+                pos = cut
+            return out
+        return self._char_atoms(text, start, end)
+
+    def _char_atoms(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
+        """Last resort for a run with no separator: the longest prefixes within ``size``."""
+        out = []
+        while start < end:
+            lo, hi = start + 1, end
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if self.count(text[start:mid]) <= self.size:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            out.append((start, lo))
+            start = lo
+        return out
+
+    def split_text(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) character spans of the chunks of ``text``, whitespace trimmed."""
+        atoms = self._atoms(text, 0, len(text), _SEPARATORS)
+        spans: list[tuple[int, int]] = []
+        i = 0
+        while i < len(atoms):
+            j = i + 1  # atoms[i:j] form the chunk; grow while it fits
+            while j < len(atoms) and self.count(text[atoms[i][0] : atoms[j][1]]) <= self.size:
+                j += 1
+            s, e = _strip_span(text, atoms[i][0], atoms[j - 1][1])
+            if s < e:
+                spans.append((s, e))
+            if j >= len(atoms):
+                break
+            # Start the next chunk with trailing atoms of this one, up to ``overlap`` tokens.
+            k = j
+            while k - 1 > i and self.count(text[atoms[k - 1][0] : atoms[j - 1][1]]) <= self.overlap:
+                k -= 1
+            i = k
+        return spans
+
+    def split(self, doc: Document) -> list[Chunk]:
+        """All chunks of a document, pages in order, numbered from 0."""
+        chunks: list[Chunk] = []
+        for page in doc.pages:
+            headings = heading_paths(page.text) if doc.kind == "md" else []
+            for start, end in self.split_text(page.text):
+                heading = ""
+                for off, path in headings:
+                    if off > start:
+                        break
+                    heading = path
+                chunks.append(
+                    Chunk(page.text[start:end], page.number, start, end, len(chunks), heading)
+                )
+        return chunks
+
+
+def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def chunk_settings_key(size: int, overlap: int, limit: int, embedder: str) -> str:
+    """A string that changes whenever the chunking recipe changes (stored per document)."""
+    return f"v1:size={size}:overlap={overlap}:limit={limit}:tok={embedder}"
+
+
+def texts_for_embedding(chunks: Sequence[Chunk]) -> list[str]:
+    """The text embedded for each chunk: the chunk itself (exactly what was token-limited)."""
+    return [c.text for c in chunks]

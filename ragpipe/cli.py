@@ -1,0 +1,283 @@
+"""Command line: parse -> call the library -> print. Errors become one actionable line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ragpipe", description="Offline question answering over your own documents."
+    )
+    p.add_argument("--config", type=Path, help="ragpipe.toml to read (default: ./ragpipe.toml)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_index(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--index", default="default", help="index name (default: default)")
+        return sp
+
+    sp = with_index(sub.add_parser("ingest", help="index a folder (a first sync)"))
+    sp.add_argument("folder", type=Path)
+    sp = with_index(sub.add_parser("sync", help="bring an index in line with its folder"))
+    sp.add_argument("folder", type=Path, nargs="?", help="default: the folder last synced")
+    sp.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
+
+    sp = with_index(sub.add_parser("search", help="show the passages that match a question"))
+    sp.add_argument("question")
+    sp.add_argument("-k", type=int, default=None, help="number of passages")
+    sp.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                    help="filter: path=PREFIX or type=pdf (repeatable)")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = with_index(sub.add_parser("ask", help="answer a question from the documents"))
+    sp.add_argument("question")
+    sp.add_argument("--explain", action="store_true", help="show the token budget per part")
+    sp.add_argument("--json", action="store_true", help="print the Answer as JSON")
+
+    sp = with_index(sub.add_parser("status", help="counts and last sync of an index"))
+    sp = with_index(sub.add_parser("report", help="outcome of every file read into an index"))
+    sp.add_argument("--format", choices=["table", "json", "csv"], default="table")
+
+    mp = sub.add_parser("models", help="prepare or list the default models")
+    mp.add_argument("action", choices=["prepare", "list"])
+    mp.add_argument("--all", action="store_true", help="prepare every known model")
+    return p
+
+
+def _settings(args: argparse.Namespace):  # noqa: ANN202
+    from .settings import load_settings
+
+    return load_settings(args.config)
+
+
+def _pipeline(args: argparse.Namespace):  # noqa: ANN202
+    from .pipeline import Pipeline
+
+    return Pipeline(_settings(args), index=args.index)
+
+
+def _print_stats(stats, out=sys.stdout) -> None:  # noqa: ANN001
+    prefix = "would be " if stats.dry_run else ""
+    print(
+        f"{prefix}+{len(stats.added)} added  ~{len(stats.changed)} changed  "
+        f"-{len(stats.deleted)} deleted  \u2192{len(stats.renamed)} renamed  "
+        f"={stats.unchanged} unchanged  !{len(stats.failed)} failed",
+        file=out,
+    )
+    if stats.dry_run:
+        for sign, paths in (("+", stats.added), ("~", stats.changed), ("-", stats.deleted)):
+            for path in paths:
+                print(f"  {sign} {path}", file=out)
+        for old, new in stats.renamed:
+            print(f"  \u2192 {old} -> {new}", file=out)
+    for rep in stats.failed:
+        print(f"  ! {rep.path}: {rep.outcome.value}: {rep.message}", file=out)
+    if not stats.dry_run:
+        print(
+            f"chunks +{stats.chunks_added} -{stats.chunks_removed}; "
+            f"generation {stats.generation or 'unchanged'}",
+            file=out,
+        )
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    pipe = _pipeline(args)
+    stats = pipe.sync(args.folder, command=args.command)
+    _print_stats(stats)
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    pipe = _pipeline(args)
+    folder = args.folder
+    if folder is None:
+        folder = Path(pipe.store.meta().get("root", ""))
+    stats = pipe.sync(folder, dry_run=args.dry_run, command="sync")
+    _print_stats(stats)
+    return 0
+
+
+def _parse_where(items: list[str]) -> dict:
+    where: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in ("path", "type"):
+            raise SystemExit(f"ragpipe: --where takes path=PREFIX or type=KIND, not {item!r}")
+        if key == "type":
+            where.setdefault("type", []).append(value.lower().lstrip("."))
+        else:
+            where["path"] = value
+    return where
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    pipe = _pipeline(args)
+    hits = pipe.search(args.question, args.k, _parse_where(args.where) or None)
+    if args.json:
+        print(json.dumps([h.__dict__ for h in hits], indent=2))
+        return 0
+    if not hits:
+        print("no matching passages (is the index empty?)")
+    for i, h in enumerate(hits, start=1):
+        snippet = " ".join(h.text.split())
+        if len(snippet) > 200:
+            snippet = snippet[:200] + "\u2026"
+        print(f"{i}. {h.score:.3f}  {h.location}\n   {snippet}")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    pipe = _pipeline(args)
+    stream = pipe.stream(args.question)
+    if not args.json:
+        for piece in stream:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    else:
+        for _ in stream:
+            pass
+    ans = stream.answer
+    if args.json:
+        print(json.dumps(_answer_json(ans), indent=2))
+        return 0
+    if ans.hits:
+        print("\nSources:")
+        cited = {c.n for c in ans.citations}
+        for i, h in enumerate(ans.hits, start=1):
+            mark = "*" if i in cited else " "
+            print(f" {mark}[{i}] {h.location}  (score {h.score:.3f})")
+    if ans.dropped:
+        print(f"\n{len(ans.dropped)} retrieved passage(s) left out to fit the context window:")
+        for h in ans.dropped:
+            print(f"   - {h.location}")
+    if args.explain:
+        f = stream.fitted
+        print(
+            f"\nprompt {f.tokens} tokens of a {f.budget}-token budget "
+            f"(n_ctx {pipe.settings.llm.n_ctx} - {pipe.settings.llm.max_tokens} answer tokens); "
+            f"answer {ans.answer_tokens} tokens; "
+            + ", ".join(f"{k} {v:.2f}s" for k, v in ans.timings.items())
+        )
+    return 0
+
+
+def _answer_json(ans) -> dict:  # noqa: ANN001
+    return {
+        "question": ans.question,
+        "text": ans.text,
+        "found": ans.found,
+        "citations": [
+            {"n": c.n, "source": c.hit.source, "page": c.hit.page, "supported": c.supported,
+             "span": c.span}
+            for c in ans.citations
+        ],
+        "passages": [h.__dict__ for h in ans.hits],
+        "dropped": [h.location for h in ans.dropped],
+        "prompt_tokens": ans.prompt_tokens,
+        "timings": ans.timings,
+    }
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    pipe = _pipeline(args)
+    st = pipe.store.stats()
+    meta = pipe.store.meta()
+    last = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st["last_sync"])) if st[
+        "last_sync"] else "never"
+    print(f"index      {args.index} ({pipe.store.path})")
+    print(f"folder     {meta.get('root', '?')}")
+    print(f"embedder   {meta.get('embedder', '?')}")
+    for key in ("files", "documents", "chunks", "vectors", "failed", "stale", "generation"):
+        print(f"{key:<10} {st[key]}")
+    print(f"last sync  {last}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    pipe = _pipeline(args)
+    reports = pipe.store.files()
+    if args.format == "json":
+        print(json.dumps([{**r.__dict__, "outcome": r.outcome.value} for r in reports], indent=2))
+        return 0
+    if args.format == "csv":
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow(["path", "outcome", "pages", "chunks", "kind", "message"])
+        for r in reports:
+            w.writerow([r.path, r.outcome.value, r.pages, r.chunks, r.kind, r.message])
+        return 0
+    width = max([len(r.path) for r in reports] + [4])
+    print(f"{'path':<{width}}  {'outcome':<16} {'pages':>5} {'chunks':>6}  message")
+    counts: dict[str, int] = {}
+    for r in reports:
+        counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
+        print(f"{r.path:<{width}}  {r.outcome.value:<16} {r.pages:>5} {r.chunks:>6}  {r.message}")
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    print(f"\n{len(reports)} files: {summary}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from . import models
+
+    settings = _settings(args)
+    if args.action == "list":
+        for m in models.KNOWN.values():
+            try:
+                path = models.resolve_gguf(m.name, settings.paths.models)
+                state = str(path)
+            except Exception as exc:  # noqa: BLE001 - shown to the user
+                state = f"not ready ({exc})"
+            print(f"{m.name:<14} {m.licence}\n  {state}")
+        return 0
+    wanted = list(models.KNOWN.values()) if args.all else [
+        m for m in models.KNOWN.values() if m.name in (settings.llm.model, "smollm2-135m")
+    ]
+    for m in wanted:
+        path = models.prepare(m, settings.paths.models, progress=sys.stderr.isatty())
+        print(f"{m.name}: {path} (sha256 verified)")
+    from .embedding import SentenceTransformerEmbedder
+
+    emb = SentenceTransformerEmbedder(settings.embedder.model)
+    print(f"embedder {emb.name}: ready")
+    return 0
+
+
+COMMANDS = {
+    "ingest": cmd_ingest,
+    "sync": cmd_sync,
+    "search": cmd_search,
+    "ask": cmd_ask,
+    "status": cmd_status,
+    "report": cmd_report,
+    "models": cmd_models,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `ragpipe` command."""
+    from .errors import RagpipeError
+
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except RagpipeError as exc:
+        print(f"ragpipe: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ragpipe: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Typed errors. Each message is one line a user can act on; the CLI and UI print it as is."""
+
+from __future__ import annotations
+
+
+class RagpipeError(Exception):
+    """Base class of every error ragpipe raises on purpose."""
+
+
+class IndexNotFound(RagpipeError):
+    """The named index does not exist yet."""
+
+
+class IndexMismatch(RagpipeError):
+    """The index was built with another embedder or format than the one configured."""
+
+
+class IndexCorrupt(RagpipeError):
+    """An index file failed its checksum or cannot be read."""
+
+
+class IndexLocked(RagpipeError):
+    """Another process is writing to the index."""
+
+
+class ModelNotFound(RagpipeError):
+    """A model file or folder is missing, incomplete or corrupt."""
+
+
+class ConfigError(RagpipeError):
+    """A setting in ragpipe.toml or the environment is invalid."""
+
+
+class ReadError(RagpipeError):
+    """A file could not be read; ``outcome`` says how (see datatypes.Outcome)."""
+
+    def __init__(self, outcome: str, message: str) -> None:
+        super().__init__(message)
+        self.outcome = outcome

@@ -1,0 +1,166 @@
+"""Generators: chat messages -> streamed answer text.
+
+The Generator protocol is the seam for other back-ends (an OpenAI-compatible
+local server later). LlamaCppGenerator runs a GGUF file in-process through
+llama-cpp-python: it renders the model's own chat template itself so that the
+prompt's exact token count is known before generation, and it serializes
+generations with a lock because one llama.cpp context must never run two at
+once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import ModelNotFound
+
+Message = dict[str, str]
+
+
+class Generator(Protocol):
+    """What ragpipe needs from an answer model."""
+
+    @property
+    def name(self) -> str:
+        """Model identifier for display."""
+        ...
+
+    @property
+    def n_ctx(self) -> int:
+        """Context window in tokens."""
+        ...
+
+    def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
+        """Exact number of tokens the rendered chat prompt occupies."""
+        ...
+
+    def stream(self, messages: Sequence[Message], max_tokens: int) -> Iterator[str]:
+        """Yield the answer's text pieces as they are generated."""
+        ...
+
+
+_THINK = re.compile(r"<think>.*?(</think>|$)", re.S)
+
+
+def strip_think(text: str) -> str:
+    """Remove <think>…</think> reasoning blocks (also an unterminated one at the end)."""
+    return _THINK.sub("", text).lstrip()
+
+
+class LlamaCppGenerator:
+    """A GGUF model run by llama.cpp; loads on first use."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        n_ctx: int = 4096,
+        threads: int = 0,
+        temperature: float = 0.0,
+        seed: int = 42,
+    ) -> None:
+        self.model_path = Path(model_path)
+        self._n_ctx = n_ctx
+        self.threads = threads or os.cpu_count() or 1
+        self.temperature = temperature
+        self.seed = seed
+        self._llm: Any = None
+        self._formatter: Any = None
+        self._load_lock = threading.Lock()
+        self.lock = threading.Lock()  # one generation at a time per context
+
+    @property
+    def name(self) -> str:
+        """The GGUF file name."""
+        return self.model_path.name
+
+    @property
+    def n_ctx(self) -> int:
+        """Context window in tokens."""
+        return self._n_ctx
+
+    def _load(self) -> Any:
+        if self._llm is not None:
+            return self._llm
+        with self._load_lock:
+            if self._llm is None:
+                if not self.model_path.is_file():
+                    raise ModelNotFound(
+                        f"model file {self.model_path} is missing: run `ragpipe models prepare`"
+                    )
+                from llama_cpp import Llama
+                from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+                try:
+                    llm = Llama(
+                        model_path=str(self.model_path),
+                        n_ctx=self._n_ctx,
+                        n_threads=self.threads,
+                        n_batch=512,
+                        seed=self.seed,
+                        verbose=False,
+                    )
+                except Exception as exc:
+                    raise ModelNotFound(
+                        f"cannot load model {self.model_path} ({exc}): the file is corrupt or "
+                        "not a GGUF model; re-create it with `ragpipe models prepare` or "
+                        "configure another llm.model"
+                    ) from None
+                template = llm.metadata.get("tokenizer.chat_template")
+                if not template:
+                    raise ModelNotFound(
+                        f"{self.model_path} has no chat template: use an instruct/chat model"
+                    )
+                eos_id, bos_id = llm.token_eos(), llm.token_bos()
+                eos = llm._model.token_get_text(eos_id) if eos_id != -1 else ""
+                bos = llm._model.token_get_text(bos_id) if bos_id != -1 else ""
+                self._formatter = Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)
+                self._llm = llm
+        return self._llm
+
+    def render(self, messages: Sequence[Message]) -> tuple[list[int], list[str]]:
+        """The prompt's tokens and stop strings, exactly as they will be sent."""
+        llm = self._load()
+        result = self._formatter(messages=list(messages))
+        tokens = llm.tokenize(
+            result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
+        )
+        stop = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
+        return tokens, stop
+
+    def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
+        """Exact prompt length in tokens."""
+        return len(self.render(messages)[0])
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of plain text (no special tokens)."""
+        return len(self._load().tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def stream(self, messages: Sequence[Message], max_tokens: int) -> Iterator[str]:
+        """Stream the answer; holds the model's lock until the stream ends or is closed."""
+        tokens, stop = self.render(messages)
+        if len(tokens) + max_tokens > self._n_ctx:
+            raise ValueError(
+                f"prompt of {len(tokens)} tokens + {max_tokens} answer tokens exceeds "
+                f"n_ctx={self._n_ctx}"
+            )
+        llm = self._load()
+        with self.lock:
+            llm.reset()
+            pieces = llm.create_completion(
+                prompt=tokens,
+                max_tokens=max_tokens,
+                temperature=self.temperature,
+                top_k=1 if self.temperature == 0 else 40,
+                seed=self.seed,
+                stop=stop,
+                stream=True,
+            )
+            for piece in pieces:
+                text = piece["choices"][0]["text"]
+                if text:
+                    yield text

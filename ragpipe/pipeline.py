@@ -1,0 +1,422 @@
+"""The one place where ragpipe's stages are wired together.
+
+    folder --walk--> files --read--> Document --chunk--> [Chunk] --embed--> vectors --> Store
+    question --embed--> query vector --search--> [Hit] --fit prompt--> model --> Answer
+
+The CLI and the web UI both use only this module's Pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import models
+from .chunking import Chunker, chunk_settings_key
+from .datatypes import Answer, Citation, FileReport, Hit, Outcome, SyncStats
+from .embedding import Embedder, SentenceTransformerEmbedder
+from .errors import ReadError
+from .generation import Generator, LlamaCppGenerator, strip_think
+from .ingest import FoundFile, read_document, walk
+from .ingest.readers import READER_VERSION
+from .prompts import NOT_FOUND, FittedPrompt, cited_numbers, fit_prompt, remove_invalid_citations
+from .settings import Settings, load_settings
+from .store import Store, Writer
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+# Publish a generation at least this often during a long sync, so a crash loses little work.
+CHECKPOINT_FILES = 200
+CHECKPOINT_SECONDS = 60.0
+
+
+@dataclass
+class _Plan:
+    """What a sync will do, decided from size/mtime and content hashes."""
+
+    unchanged: list[str] = field(default_factory=list)
+    touched: list[FoundFile] = field(default_factory=list)  # same bytes, new mtime
+    to_read: list[tuple[FoundFile, str, bool]] = field(default_factory=list)  # (file, sha, new?)
+    renamed: list[tuple[str, FoundFile]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    skipped: list[FileReport] = field(default_factory=list)
+    reembed: list[str] = field(default_factory=list)  # contents needing new vectors only
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Pipeline:
+    """ragpipe's library API: ingest/sync, search, ask, stream. Cheap to construct."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        index: str = "default",
+        embedder: Embedder | None = None,
+        generator: Generator | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.index_name = index
+        self.store = Store(self.settings.index_dir(index))
+        self._embedder = embedder
+        self._generator = generator
+
+    # ----- components (lazy) ----------------------------------------------------------------
+    @property
+    def embedder(self) -> Embedder:
+        """The configured embedder (model loads on first use)."""
+        if self._embedder is None:
+            s = self.settings.embedder
+            self._embedder = SentenceTransformerEmbedder(s.model, s.batch_size, s.max_tokens)
+        return self._embedder
+
+    @property
+    def generator(self) -> Generator:
+        """The configured answer model (loads on first use)."""
+        if self._generator is None:
+            s = self.settings.llm
+            path = models.resolve_gguf(s.model, self.settings.paths.models)
+            self._generator = LlamaCppGenerator(path, s.n_ctx, s.threads, s.temperature, s.seed)
+        return self._generator
+
+    def chunker(self) -> Chunker:
+        """A chunker sized for the embedder's window."""
+        s = self.settings.chunking
+        e = self.embedder
+        return Chunker(e.count_tokens, s.size, s.overlap, e.max_tokens)
+
+    def recipe(self) -> str:
+        """Identifies how text is extracted and chunked; a change means re-chunking."""
+        s = self.settings.chunking
+        e = self.embedder
+        return f"reader={READER_VERSION};" + chunk_settings_key(
+            s.size, s.overlap, e.max_tokens, e.name
+        )
+
+    # ----- ingest / sync -------------------------------------------------------------------
+    def _plan(self, root: Path, known: dict, recipe: str, embedder: str, writer: Writer | None):
+        plan = _Plan()
+        found: dict[str, FoundFile] = {}
+        max_bytes = int(self.settings.ingest.max_file_mb * 1024 * 1024)
+        for f in walk(root, self.settings.ingest.skip):
+            if f.symlink_escape:
+                plan.skipped.append(
+                    FileReport(f.rel, Outcome.SKIPPED_SYMLINK, "symlink points outside the folder")
+                )
+                continue
+            if f.size > max_bytes:
+                plan.skipped.append(
+                    FileReport(
+                        f.rel,
+                        Outcome.TOO_LARGE,
+                        f"{f.size / 1e6:.1f} MB is over ingest.max_file_mb "
+                        f"({self.settings.ingest.max_file_mb} MB)",
+                    )
+                )
+                continue
+            found[f.rel] = f
+        missing = {p: row for p, row in known.items() if p not in found}
+        missing_by_sha: dict[str, list[str]] = {}
+        for p, row in missing.items():
+            if row.sha256:
+                missing_by_sha.setdefault(row.sha256, []).append(p)
+        skipped_paths = {r.path for r in plan.skipped}
+        for rel, f in found.items():
+            row = known.get(rel)
+            stored = writer.content_recipe(row.sha256) if (writer and row and row.sha256) else None
+            recipe_ok = stored is not None and stored[0] == recipe
+            if row and row.size == f.size and row.mtime_ns == f.mtime_ns:
+                if row.sha256 is None or row.stale or recipe_ok:
+                    if recipe_ok and stored and stored[1] != embedder:
+                        plan.reembed.append(row.sha256)
+                    plan.unchanged.append(rel)
+                    continue
+            try:
+                sha = _sha256_file(f.path)
+            except FileNotFoundError:
+                plan.skipped.append(FileReport(rel, Outcome.VANISHED, "file disappeared"))
+                continue
+            except OSError as exc:
+                plan.skipped.append(FileReport(rel, Outcome.UNREADABLE, str(exc)))
+                continue
+            if row and row.sha256 == sha and recipe_ok:
+                if stored and stored[1] != embedder:
+                    plan.reembed.append(sha)
+                plan.touched.append(f)
+            elif row is None and missing_by_sha.get(sha):
+                old = missing_by_sha[sha].pop(0)
+                plan.renamed.append((old, f))
+                del missing[old]
+            else:
+                plan.to_read.append((f, sha, row is None))
+        plan.deleted = sorted(p for p in missing if p not in skipped_paths)
+        plan.reembed = sorted(set(plan.reembed))
+        return plan
+
+    def sync(
+        self,
+        folder: Path,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+        command: str = "sync",
+    ) -> SyncStats:
+        """Bring the index in line with ``folder``: add, update, rename and delete exactly."""
+        root = Path(folder)
+        if not root.exists():
+            raise ReadError(Outcome.VANISHED, f"folder {root} does not exist")
+        root = root.resolve()
+        embedder = self.embedder
+        recipe = self.recipe()
+        meta = {
+            "embedder": embedder.name,
+            "dim": str(embedder.dim),
+            "chunking": recipe,
+            "root": str(root),
+        }
+        if dry_run:
+            known = self.store.file_rows() if self.store.exists() else {}
+            if self.store.exists():
+                with self.store.writer(meta, command="sync --dry-run") as w:
+                    plan = self._plan(root, known, recipe, embedder.name, w)
+            else:
+                plan = self._plan(root, known, recipe, embedder.name, None)
+            return SyncStats(
+                added=tuple(f.rel for f, _, new in plan.to_read if new),
+                changed=tuple(f.rel for f, _, new in plan.to_read if not new),
+                deleted=tuple(plan.deleted),
+                renamed=tuple((old, f.rel) for old, f in plan.renamed),
+                unchanged=len(plan.unchanged) + len(plan.touched),
+                failed=tuple(plan.skipped),
+                dry_run=True,
+            )
+        with self.store.writer(meta, command=command) as w:
+            known = {
+                p: r
+                for p, r in (self.store.file_rows() if self.store.exists() else {}).items()
+            }
+            plan = self._plan(root, known, recipe, embedder.name, w)
+            return self._apply(w, root, plan, known, recipe, progress)
+
+    def _apply(self, w: Writer, root: Path, plan: _Plan, known: dict, recipe: str, progress):
+        embedder = self.embedder
+        chunker = self.chunker()
+        failed: list[FileReport] = list(plan.skipped)
+        added: list[str] = []
+        changed: list[str] = []
+        chunks_added = 0
+        generation = 0
+        for rep in plan.skipped:
+            row = known.get(rep.path)
+            w.set_file(
+                rep.path, row.sha256 if row else None, 0, 0, rep.outcome, rep.message,
+                stale=bool(row and row.sha256),
+            )
+        for f in plan.touched:
+            w.touch_file(f.rel, f.size, f.mtime_ns)
+        for old, f in plan.renamed:
+            w.rename_file(old, f.rel, f.size, f.mtime_ns)
+        # Embedder changed: rebuild vectors from stored text; published together at the end.
+        for sha in plan.reembed:
+            rows = w.chunks_of(sha)
+            vecs = embedder.embed([t for _, t in rows])
+            w.replace_vectors(sha, embedder.name, [i for i, _ in rows], vecs)
+        bar = _bar(len(plan.to_read), "files", progress)
+        last_publish = time.monotonic()
+        since_publish = 0
+        for f, sha, is_new in plan.to_read:
+            row = known.get(f.rel)
+            try:
+                if w.has_content(sha, recipe, embedder.name):
+                    # Same bytes already stored for another path: share its chunks.
+                    n = len(w.chunks_of(sha))
+                    kind = Path(f.rel).suffix.lower().lstrip(".")
+                    w.set_file(f.rel, sha, f.size, f.mtime_ns, Outcome.OK, "", kind, 0, n)
+                else:
+                    doc, outcome = read_document(f.path, f.rel)
+                    chunks = chunker.split(doc)
+                    vectors = embedder.embed([c.text for c in chunks])
+                    # Store under the hash of the bytes actually read.
+                    w.put_content(
+                        doc.sha256, doc.kind, len(doc.pages), recipe, embedder.name,
+                        chunks, vectors, "; ".join(doc.notes),
+                    )
+                    w.set_file(
+                        f.rel, doc.sha256, f.size, f.mtime_ns, outcome, "; ".join(doc.notes),
+                        doc.kind, len(doc.pages), len(chunks),
+                    )
+                    chunks_added += len(chunks)
+                    bar.chunks(len(chunks))
+                (added if is_new else changed).append(f.rel)
+            except ReadError as exc:
+                outcome = Outcome(exc.outcome)
+                keep_old = bool(row and row.sha256)
+                w.set_file(
+                    f.rel, row.sha256 if keep_old and row else None, f.size, f.mtime_ns,
+                    outcome, str(exc), Path(f.rel).suffix.lower().lstrip("."), stale=keep_old,
+                )
+                failed.append(FileReport(f.rel, outcome, str(exc)))
+                bar.note(f"{f.rel}: {outcome.value}: {exc}")
+            bar.update()
+            since_publish += 1
+            if not plan.reembed and (
+                since_publish >= CHECKPOINT_FILES
+                or time.monotonic() - last_publish > CHECKPOINT_SECONDS
+            ):
+                generation = w.publish(note="checkpoint") or generation
+                since_publish, last_publish = 0, time.monotonic()
+        bar.close()
+        for p in plan.deleted:
+            w.remove_file(p)
+        removed = w.collect()
+        generation = w.publish(note="sync") or generation
+        return SyncStats(
+            added=tuple(added),
+            changed=tuple(changed),
+            deleted=tuple(plan.deleted),
+            renamed=tuple((old, f.rel) for old, f in plan.renamed),
+            unchanged=len(plan.unchanged) + len(plan.touched),
+            failed=tuple(failed),
+            chunks_added=chunks_added,
+            chunks_removed=removed,
+            generation=generation,
+        )
+
+    ingest = sync
+
+    # ----- search --------------------------------------------------------------------------
+    def search(self, question: str, k: int | None = None, where: dict | None = None) -> list[Hit]:
+        """The ``k`` passages most relevant to ``question``."""
+        k = k or self.settings.retrieval.top_k
+        self.store.check_embedder(self.embedder.name)
+        allowed = None
+        if where:
+            allowed = self.store.chunk_ids_where(where.get("path", ""), where.get("type", ()))
+        query = self.embedder.embed_query(question)
+        hits = self.store.search(query, k, allowed)
+        floor = self.settings.retrieval.min_score
+        return [h for h in hits if h.score >= floor]
+
+    # ----- answers -------------------------------------------------------------------------
+    def prepare(
+        self, question: str, history: Sequence[dict] = (), hits: Sequence[Hit] | None = None
+    ) -> FittedPrompt:
+        """Retrieve passages and fit them into the model's budget."""
+        if hits is None:
+            hits = self.search(question)
+        gen = self.generator
+        budget = gen.n_ctx - self.settings.llm.max_tokens
+        return fit_prompt(question, hits, gen.count_prompt_tokens, budget, history)
+
+    def stream(self, question: str, history: Sequence[dict] = ()) -> AnswerStream:
+        """Start answering: iterate the returned stream for text, then read ``.answer``."""
+        t0 = time.monotonic()
+        fitted = self.prepare(question, history)
+        return AnswerStream(self, question, fitted, t0)
+
+    def ask(self, question: str, history: Sequence[dict] = ()) -> Answer:
+        """Answer ``question`` in one call (no streaming)."""
+        s = self.stream(question, history)
+        for _ in s:
+            pass
+        return s.answer
+
+
+class AnswerStream:
+    """Iterates the answer's text as it is generated; ``answer`` is set when it ends.
+
+    The passages (``hits``) are known before the first token, so a UI can show them early.
+    """
+
+    def __init__(self, pipeline: Pipeline, question: str, fitted: FittedPrompt, t0: float):
+        self.pipeline = pipeline
+        self.question = question
+        self.fitted = fitted
+        self.hits = fitted.used
+        self._t0 = t0
+        self._answer: Answer | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if not self.hits:
+            self._finish(NOT_FOUND, 0, None)
+            yield NOT_FOUND
+            return
+        gen = self.pipeline.generator
+        pieces: list[str] = []
+        first = None
+        for piece in gen.stream(self.fitted.messages, self.pipeline.settings.llm.max_tokens):
+            if first is None:
+                first = time.monotonic() - self._t0
+            pieces.append(piece)
+            yield piece
+        self._finish("".join(pieces), len(pieces), first)
+
+    def _finish(self, raw: str, n_tokens: int, first: float | None) -> None:
+        text = remove_invalid_citations(strip_think(raw).strip(), len(self.hits))
+        cites = tuple(Citation(n, self.hits[n - 1]) for n in cited_numbers(text))
+        timings = {"total_s": time.monotonic() - self._t0}
+        if first is not None:
+            timings["first_token_s"] = first
+        self._answer = Answer(
+            question=self.question,
+            text=text,
+            citations=cites,
+            hits=self.hits,
+            dropped=self.fitted.dropped,
+            prompt_tokens=self.fitted.tokens,
+            answer_tokens=n_tokens,
+            found=bool(self.hits) and NOT_FOUND not in text,
+            timings=timings,
+        )
+
+    @property
+    def answer(self) -> Answer:
+        """The finished Answer (iterate the stream first)."""
+        if self._answer is None:
+            raise RuntimeError("iterate the stream to the end before reading .answer")
+        return self._answer
+
+
+class _bar:
+    """A tqdm progress bar on stderr (when it is a terminal or forced), plus a callback."""
+
+    def __init__(self, total: int, unit: str, callback: Progress | None) -> None:
+        self.total, self.done, self.n_chunks = total, 0, 0
+        self.callback = callback
+        self._tqdm = None
+        if total and (sys.stderr.isatty() or os.environ.get("RAGPIPE_PROGRESS") == "1"):
+            from tqdm import tqdm
+
+            self._tqdm = tqdm(total=total, unit=unit, desc="ingest", file=sys.stderr)
+
+    def update(self) -> None:
+        self.done += 1
+        if self._tqdm:
+            self._tqdm.set_postfix(chunks=self.n_chunks, refresh=False)
+            self._tqdm.update(1)
+        if self.callback:
+            self.callback("files", self.done, self.total)
+
+    def chunks(self, n: int) -> None:
+        self.n_chunks += n
+
+    def note(self, text: str) -> None:
+        if self._tqdm:
+            self._tqdm.write(text, file=sys.stderr)
+
+    def close(self) -> None:
+        if self._tqdm:
+            self._tqdm.close()

@@ -1,0 +1,189 @@
+"""One typed settings tree: defaults < ragpipe.toml < RAGPIPE_* environment < explicit overrides.
+
+Keys are ``section.name``; in the environment they are ``RAGPIPE_SECTION_NAME``
+(e.g. ``RAGPIPE_LLM_N_CTX=4096``). Relative paths are resolved against the
+folder of the ragpipe.toml that was read, or the working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass
+class PathSettings:
+    """Where indexes and prepared model files live."""
+
+    indexes: Path = Path("indexes")
+    models: Path = Path("models")
+
+
+@dataclass
+class EmbedderSettings:
+    """The sentence-transformers model: 'minilm' (packaged default) or a local model folder."""
+
+    model: str = "minilm"
+    batch_size: int = 32
+    # Window of the model in tokens; 0 = read it from the model (max_seq_length).
+    max_tokens: int = 0
+
+
+@dataclass
+class ChunkSettings:
+    """Chunk size and overlap, in tokens of the embedder's tokenizer."""
+
+    size: int = 200
+    overlap: int = 32
+
+
+@dataclass
+class LLMSettings:
+    """The answer model: 'qwen2.5-0.5b' (default), 'smollm2-135m', or a path to a GGUF file."""
+
+    model: str = "qwen2.5-0.5b"
+    n_ctx: int = 4096
+    threads: int = 0  # 0 = number of CPU cores
+    max_tokens: int = 384
+    temperature: float = 0.0
+    seed: int = 42
+
+
+@dataclass
+class RetrievalSettings:
+    """How many passages a search returns and which go into a prompt."""
+
+    top_k: int = 4
+    min_score: float = 0.0
+
+
+@dataclass
+class IngestSettings:
+    """Limits and patterns for walking and reading folders."""
+
+    max_file_mb: float = 100.0
+    skip: tuple[str, ...] = (".*", "~$*", "~*", "*.tmp", "*.swp", "Thumbs.db", "desktop.ini")
+
+
+@dataclass
+class Settings:
+    """All of ragpipe's settings."""
+
+    paths: PathSettings = field(default_factory=PathSettings)
+    embedder: EmbedderSettings = field(default_factory=EmbedderSettings)
+    chunking: ChunkSettings = field(default_factory=ChunkSettings)
+    llm: LLMSettings = field(default_factory=LLMSettings)
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+
+    def index_dir(self, name: str) -> Path:
+        """Folder of the index called ``name``."""
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise ConfigError(f"invalid index name {name!r}: use letters, digits, '-' or '_'")
+        return self.paths.indexes / name
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    """Convert a TOML or environment value to the field's declared type."""
+    origin = typing.get_origin(typ)
+    try:
+        if typ is Path:
+            return Path(value)
+        if typ is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if typ in (int, float, str):
+            if typ is int and isinstance(value, float):
+                raise ValueError(value)
+            return typ(value)
+        if origin is tuple:
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            return tuple(str(v) for v in value)
+        if origin in (typing.Union, types.UnionType):
+            return value
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {key}: cannot use {value!r} ({exc})") from None
+    return value
+
+
+def _apply(settings: Settings, key: str, value: Any) -> None:
+    section_name, _, name = key.partition(".")
+    section = getattr(settings, section_name, None)
+    if section is None or not dataclasses.is_dataclass(section) or not name:
+        raise ConfigError(f"unknown setting {key!r}")
+    hints = typing.get_type_hints(type(section))
+    if name not in hints:
+        raise ConfigError(f"unknown setting {key!r}")
+    setattr(section, name, _coerce(value, hints[name], key))
+
+
+def _env_overrides(environ: typing.Mapping[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    sections = {f.name for f in dataclasses.fields(Settings)}
+    for var, value in environ.items():
+        if not var.startswith("RAGPIPE_") or var == "RAGPIPE_CONFIG":
+            continue
+        rest = var[len("RAGPIPE_") :].lower()
+        for section in sections:
+            if rest.startswith(section + "_"):
+                out[f"{section}.{rest[len(section) + 1 :]}"] = value
+                break
+    return out
+
+
+def load_settings(
+    config: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: typing.Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings: defaults, then the TOML file, then the environment, then ``overrides``.
+
+    The TOML file is ``config``, else ``$RAGPIPE_CONFIG``, else ``./ragpipe.toml`` if present.
+    """
+    environ = os.environ if environ is None else environ
+    settings = Settings()
+    base = Path.cwd()
+    path = config or (Path(environ["RAGPIPE_CONFIG"]) if environ.get("RAGPIPE_CONFIG") else None)
+    if path is None and (base / "ragpipe.toml").is_file():
+        path = base / "ragpipe.toml"
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+        base = Path(path).resolve().parent
+        for section, values in data.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"{path}: [{section}] must be a table")
+            for name, value in values.items():
+                _apply(settings, f"{section}.{name}", value)
+    for key, value in _env_overrides(environ).items():
+        _apply(settings, key, value)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _apply(settings, key, value)
+    for name in ("indexes", "models"):
+        p = getattr(settings.paths, name)
+        if not p.is_absolute():
+            setattr(settings.paths, name, base / p)
+    if settings.chunking.overlap >= settings.chunking.size:
+        raise ConfigError("chunking.overlap must be smaller than chunking.size")
+    if settings.retrieval.top_k < 1:
+        raise ConfigError("retrieval.top_k must be at least 1")
+    return settings

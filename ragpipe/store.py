@@ -1,0 +1,690 @@
+"""The index on disk: SQLite (files, contents, chunks, vectors, generations) + FAISS files.
+
+Layout of ``indexes/NAME/``::
+
+    index.sqlite            WAL-mode database, the source of truth
+    vectors-000007.faiss    the FAISS file of generation 7 (derived, rebuildable)
+    write.lock              held (flock) by the one process writing
+
+Why vectors are also kept in SQLite: the FAISS file is then a pure cache of
+the database, so a lost or corrupt FAISS file is rebuilt exactly without
+re-embedding, and a crash can never leave vectors and metadata out of step.
+
+A change becomes visible only by ``Writer.publish``: the new FAISS file is
+written to a temporary name, fsynced and renamed, and then one SQLite commit
+adds the ``generations`` row naming it with its SHA-256 together with all
+metadata changes. A crash before that commit leaves the previous generation
+untouched; the orphaned file is removed on the next publish.
+
+Content is stored once per SHA-256 (``contents``/``chunks``); ``files`` maps
+paths to contents, so identical files share chunks and a rename moves a row.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .datatypes import Chunk, FileReport, Hit, Outcome
+from .errors import IndexCorrupt, IndexLocked, IndexMismatch, IndexNotFound
+
+FORMAT_VERSION = 1
+DB_NAME = "index.sqlite"
+LOCK_NAME = "write.lock"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS contents(
+    sha256 TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    pages INTEGER NOT NULL,
+    recipe TEXT NOT NULL,          -- reader version + chunking settings
+    embedder TEXT NOT NULL,
+    notes TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS files(
+    path TEXT PRIMARY KEY,
+    sha256 TEXT REFERENCES contents(sha256),   -- NULL when never read successfully
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    kind TEXT NOT NULL DEFAULT '',
+    outcome TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    pages INTEGER NOT NULL DEFAULT 0,
+    chunks INTEGER NOT NULL DEFAULT 0,
+    stale INTEGER NOT NULL DEFAULT 0,          -- 1: last read failed, old chunks kept
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_sha ON files(sha256);
+CREATE TABLE IF NOT EXISTS chunks(
+    id INTEGER PRIMARY KEY,          -- also the FAISS vector id
+    sha256 TEXT NOT NULL REFERENCES contents(sha256),
+    ordinal INTEGER NOT NULL,
+    page INTEGER,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    heading TEXT NOT NULL DEFAULT '',
+    text TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_sha ON chunks(sha256, ordinal);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    text, content='chunks', content_rowid='id', tokenize='porter unicode61'
+);
+CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+CREATE TABLE IF NOT EXISTS generations(
+    id INTEGER PRIMARY KEY,
+    faiss_file TEXT NOT NULL,
+    faiss_sha256 TEXT NOT NULL,
+    vectors INTEGER NOT NULL,
+    created REAL NOT NULL,
+    note TEXT NOT NULL DEFAULT ''
+);
+"""
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _connect(db: Path, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(db, check_same_thread=False)
+    conn.isolation_level = None  # explicit BEGIN/COMMIT only
+    conn.execute("PRAGMA busy_timeout=10000")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+@dataclass(frozen=True)
+class FileRow:
+    """What the index knows about one path."""
+
+    path: str
+    sha256: str | None
+    size: int
+    mtime_ns: int
+    outcome: str
+    stale: bool
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One published state of the index."""
+
+    id: int
+    faiss_file: str
+    faiss_sha256: str
+    vectors: int
+    created: float
+
+
+class Store:
+    """An index folder. Cheap to construct; opens files on first use."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.db_path = self.path / DB_NAME
+        self._local = threading.local()
+        self._faiss_lock = threading.Lock()
+        self._loaded: tuple[int, Any] | None = None  # (generation id, faiss index)
+        self.warnings: list[str] = []
+
+    # ----- opening -------------------------------------------------------------------------
+    def exists(self) -> bool:
+        """True when the index has been created."""
+        return self.db_path.is_file()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if not self.exists():
+                raise IndexNotFound(
+                    f"index {self.path.name!r} does not exist at {self.path}: build it with "
+                    f"`ragpipe ingest FOLDER --index {self.path.name}`"
+                )
+            conn = _connect(self.db_path)
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def meta(self) -> dict[str, str]:
+        """The index's description: format, embedder, dimension, chunking, root."""
+        return dict(self._conn().execute("SELECT key, value FROM meta").fetchall())
+
+    def check_embedder(self, name: str) -> None:
+        """Refuse to search with an embedder other than the one the index was built with."""
+        built = self.meta().get("embedder")
+        if built and built != name:
+            raise IndexMismatch(
+                f"index {self.path.name!r} was built with embedder {built}, but {name} is "
+                f"configured: set embedder.model back, or re-embed with "
+                f"`ragpipe sync FOLDER --index {self.path.name}`"
+            )
+
+    # ----- generations ---------------------------------------------------------------------
+    def generations(self) -> list[Generation]:
+        """All generation rows, newest first."""
+        rows = self._conn().execute(
+            "SELECT id, faiss_file, faiss_sha256, vectors, created FROM generations "
+            "ORDER BY id DESC"
+        )
+        return [Generation(*r) for r in rows]
+
+    def current_generation(self, conn: sqlite3.Connection | None = None) -> Generation | None:
+        """The newest published generation, if any (as seen by ``conn``)."""
+        row = (
+            (conn or self._conn())
+            .execute(
+                "SELECT id, faiss_file, faiss_sha256, vectors, created FROM generations "
+                "ORDER BY id DESC LIMIT 1"
+            )
+            .fetchone()
+        )
+        return Generation(*row) if row else None
+
+    def load_faiss(self, gen: Generation) -> Any:
+        """Read and verify one generation's FAISS file; raise IndexCorrupt if it fails."""
+        import faiss
+
+        f = self.path / gen.faiss_file
+        if not f.is_file():
+            raise IndexCorrupt(f"{f} is missing: repair with `ragpipe fsck --repair`")
+        if _sha256_file(f) != gen.faiss_sha256:
+            raise IndexCorrupt(f"{f} fails its checksum: repair with `ragpipe fsck --repair`")
+        try:
+            index = faiss.read_index(str(f))
+        except Exception as exc:
+            raise IndexCorrupt(f"{f} cannot be read ({exc}): repair with `ragpipe fsck --repair`")
+        if index.ntotal != gen.vectors:
+            raise IndexCorrupt(f"{f} holds {index.ntotal} vectors, expected {gen.vectors}")
+        return index
+
+    def _live_index(self, gen: Generation | None) -> Any:
+        """The FAISS index for ``gen``; falls back to an older good generation if it is corrupt."""
+        if gen is None:
+            return None
+        with self._faiss_lock:
+            if self._loaded and self._loaded[0] == gen.id:
+                return self._loaded[1]
+            try:
+                index = self.load_faiss(gen)
+            except IndexCorrupt as exc:
+                index = None
+                for older in self.generations():
+                    if older.id >= gen.id:
+                        continue
+                    try:
+                        index = self.load_faiss(older)
+                    except IndexCorrupt:
+                        continue
+                    self.warnings.append(f"{exc}; serving older generation {older.id}")
+                    break
+                if index is None:
+                    raise
+            self._loaded = (gen.id, index)
+            return index
+
+    # ----- reading -------------------------------------------------------------------------
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: everything read inside sees one generation."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def count_chunks(self) -> int:
+        """Chunks in the index."""
+        return int(self._conn().execute("SELECT count(*) FROM chunks").fetchone()[0])
+
+    def search(
+        self, query: np.ndarray, k: int, allowed_ids: Sequence[int] | None = None
+    ) -> list[Hit]:
+        """Dense search: the ``k`` chunks whose vectors are nearest to ``query``.
+
+        ``allowed_ids`` restricts the search to those chunk ids inside FAISS
+        (a selector), so a filtered search still returns k hits when k exist.
+        """
+        import faiss
+
+        with self.snapshot() as conn:
+            gen = self.current_generation()
+            index = self._live_index(gen)
+            if index is None or index.ntotal == 0:
+                return []
+            q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+            params = None
+            if allowed_ids is not None:
+                if len(allowed_ids) == 0:
+                    return []
+                sel = faiss.IDSelectorBatch(np.asarray(allowed_ids, dtype=np.int64))
+                params = faiss.SearchParameters(sel=sel)
+            scores, ids = index.search(q, min(k, index.ntotal), params=params)
+            pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+            return self._hits(conn, pairs)
+
+    def hits_for(self, pairs: Sequence[tuple[int, float]]) -> list[Hit]:
+        """Hits for (chunk id, score) pairs, in the given order; unknown ids are skipped."""
+        with self.snapshot() as conn:
+            return self._hits(conn, pairs)
+
+    def _hits(self, conn: sqlite3.Connection, pairs: Sequence[tuple[int, float]]) -> list[Hit]:
+        if not pairs:
+            return []
+        ids = [i for i, _ in pairs]
+        marks = ",".join("?" * len(ids))
+        rows = conn.execute(
+            f"SELECT c.id, c.text, c.page, c.start, c.end, c.heading, "
+            f"(SELECT group_concat(path, char(0)) FROM (SELECT path FROM files f "
+            f" WHERE f.sha256 = c.sha256 ORDER BY path)) "
+            f"FROM chunks c WHERE c.id IN ({marks})",
+            ids,
+        ).fetchall()
+        by_id = {r[0]: r for r in rows}
+        hits = []
+        for cid, score in pairs:
+            r = by_id.get(cid)
+            if r is None or not r[6]:
+                continue  # deleted by a newer generation, or no file points at it
+            paths = r[6].split("\0")
+            hits.append(Hit(cid, r[1], paths[0], r[2], r[3], r[4], score, r[5], tuple(paths[1:])))
+        return hits
+
+    def chunk_ids_where(self, path_prefix: str = "", kinds: Iterable[str] = ()) -> list[int]:
+        """Ids of chunks whose file path starts with ``path_prefix`` and whose kind is listed."""
+        sql = "SELECT DISTINCT c.id FROM chunks c JOIN files f ON f.sha256 = c.sha256 WHERE 1"
+        args: list[Any] = []
+        if path_prefix:
+            sql += " AND f.path >= ? AND f.path < ?"
+            args += [path_prefix, path_prefix + "\U0010ffff"]
+        kinds = list(kinds)
+        if kinds:
+            sql += f" AND f.kind IN ({','.join('?' * len(kinds))})"
+            args += kinds
+        return [r[0] for r in self._conn().execute(sql, args)]
+
+    def files(self) -> list[FileReport]:
+        """The recorded outcome of every file, by path."""
+        rows = self._conn().execute(
+            "SELECT path, outcome, message, pages, chunks, kind FROM files ORDER BY path"
+        )
+        return [FileReport(r[0], Outcome(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+    def file_rows(self) -> dict[str, FileRow]:
+        """Change-detection facts for every known path."""
+        rows = self._conn().execute(
+            "SELECT path, sha256, size, mtime_ns, outcome, stale FROM files"
+        )
+        return {r[0]: FileRow(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows}
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for `ragpipe status`."""
+        conn = self._conn()
+        one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+        gen = self.current_generation()
+        return {
+            "files": one("SELECT count(*) FROM files"),
+            "documents": one("SELECT count(*) FROM contents"),
+            "chunks": one("SELECT count(*) FROM chunks"),
+            "vectors": gen.vectors if gen else 0,
+            "failed": one("SELECT count(*) FROM files WHERE outcome NOT IN ('ok','ok_partial')"),
+            "stale": one("SELECT count(*) FROM files WHERE stale = 1"),
+            "generation": gen.id if gen else 0,
+            "last_sync": gen.created if gen else None,
+        }
+
+    # ----- writing -------------------------------------------------------------------------
+    @contextmanager
+    def writer(self, meta: dict[str, str], command: str = "sync") -> Iterator[Writer]:
+        """Take the index's write lock and yield a Writer; creates the index if needed."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path / LOCK_NAME
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = Path(lock_path).read_text(errors="replace").strip() or "another process"
+                raise IndexLocked(
+                    f"index {self.path.name!r} is being written by {holder}; "
+                    "wait for it to finish"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} ({command}, since {time.ctime()})".encode())
+            conn = _connect(self.db_path)
+            try:
+                conn.executescript(_SCHEMA)
+                w = Writer(self, conn, meta)
+                yield w
+                w.rollback()  # anything not published is discarded
+            finally:
+                conn.close()
+                with self._faiss_lock:
+                    self._loaded = None
+        finally:
+            os.ftruncate(fd, 0)
+            os.close(fd)  # releases the flock
+
+
+class Writer:
+    """Changes to an index, made visible together by ``publish``."""
+
+    def __init__(self, store: Store, conn: sqlite3.Connection, meta: dict[str, str]) -> None:
+        self.store = store
+        self.conn = conn
+        self._in_txn = False
+        self._added: list[int] = []
+        self._removed: list[int] = []
+        self._changed = False
+        self._begin()
+        old = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        want = {"format_version": str(FORMAT_VERSION), **meta}
+        if old.get("format_version", str(FORMAT_VERSION)) != str(FORMAT_VERSION):
+            raise IndexMismatch(
+                f"index {store.path.name!r} has format {old['format_version']}, this ragpipe "
+                f"writes {FORMAT_VERSION}: build a new index"
+            )
+        self.previous_meta = old
+        for key, value in want.items():
+            if old.get(key) != value:
+                conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+                self._changed = True
+
+    def _begin(self) -> None:
+        if not self._in_txn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._in_txn = True
+
+    def rollback(self) -> None:
+        """Discard unpublished changes."""
+        if self._in_txn:
+            self.conn.execute("ROLLBACK")
+            self._in_txn = False
+        self._added, self._removed, self._changed = [], [], False
+
+    # --- contents and files
+    def has_content(self, sha256: str, recipe: str, embedder: str) -> bool:
+        """True when this content is stored with the same recipe and embedder."""
+        row = self.conn.execute(
+            "SELECT recipe, embedder FROM contents WHERE sha256 = ?", (sha256,)
+        ).fetchone()
+        return row is not None and row[0] == recipe and row[1] == embedder
+
+    def content_recipe(self, sha256: str) -> tuple[str, str] | None:
+        """(recipe, embedder) stored for a content, or None."""
+        row = self.conn.execute(
+            "SELECT recipe, embedder FROM contents WHERE sha256 = ?", (sha256,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def put_content(
+        self,
+        sha256: str,
+        kind: str,
+        pages: int,
+        recipe: str,
+        embedder: str,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        notes: str = "",
+    ) -> None:
+        """Store (or replace) one content's chunks and vectors."""
+        self._drop_content_chunks(sha256)
+        self.conn.execute(
+            "INSERT OR REPLACE INTO contents VALUES (?, ?, ?, ?, ?, ?)",
+            (sha256, kind, pages, recipe, embedder, notes),
+        )
+        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+        for c, v in zip(chunks, vecs, strict=True):
+            cur = self.conn.execute(
+                "INSERT INTO chunks(sha256, ordinal, page, start, end, heading, text, vector) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (sha256, c.ordinal, c.page, c.start, c.end, c.heading, c.text, v.tobytes()),
+            )
+            assert cur.lastrowid is not None
+            self._added.append(cur.lastrowid)
+        self._changed = True
+
+    def chunks_of(self, sha256: str) -> list[tuple[int, str]]:
+        """(chunk id, text) of one content, in order."""
+        return self.conn.execute(
+            "SELECT id, text FROM chunks WHERE sha256 = ? ORDER BY ordinal", (sha256,)
+        ).fetchall()
+
+    def replace_vectors(self, sha256: str, embedder: str, ids: Sequence[int], vectors: np.ndarray):
+        """Swap in new vectors for existing chunks (embedder change), keeping their text."""
+        for cid, v in zip(ids, np.ascontiguousarray(vectors, dtype=np.float32), strict=True):
+            self.conn.execute("UPDATE chunks SET vector = ? WHERE id = ?", (v.tobytes(), cid))
+            self._removed.append(cid)
+            self._added.append(cid)
+        self.conn.execute("UPDATE contents SET embedder = ? WHERE sha256 = ?", (embedder, sha256))
+        self._changed = True
+
+    def _drop_content_chunks(self, sha256: str) -> None:
+        ids = [r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE sha256 = ?", (sha256,))]
+        if ids:
+            self.conn.execute("DELETE FROM chunks WHERE sha256 = ?", (sha256,))
+            self._removed.extend(ids)
+
+    def set_file(
+        self,
+        path: str,
+        sha256: str | None,
+        size: int,
+        mtime_ns: int,
+        outcome: str,
+        message: str = "",
+        kind: str = "",
+        pages: int = 0,
+        chunks: int = 0,
+        stale: bool = False,
+    ) -> None:
+        """Record a path's current state (and its content, if it has one)."""
+        self.conn.execute(
+            "INSERT OR REPLACE INTO files(path, sha256, size, mtime_ns, kind, outcome, message, "
+            "pages, chunks, stale, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (path, sha256, size, mtime_ns, kind, outcome, message, pages, chunks, int(stale),
+             time.time()),
+        )
+        self._changed = True
+
+    def touch_file(self, path: str, size: int, mtime_ns: int) -> None:
+        """Update only the cheap change-detection facts (content unchanged)."""
+        self.conn.execute(
+            "UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?", (size, mtime_ns, path)
+        )
+        self._changed = True
+
+    def rename_file(self, old: str, new: str, size: int, mtime_ns: int) -> None:
+        """Move a path's record to a new path, keeping its content."""
+        self.conn.execute(
+            "UPDATE files SET path = ?, size = ?, mtime_ns = ?, updated = ? WHERE path = ?",
+            (new, size, mtime_ns, time.time(), old),
+        )
+        self._changed = True
+
+    def remove_file(self, path: str) -> None:
+        """Forget a path; its content goes when no other path uses it (see ``collect``)."""
+        self.conn.execute("DELETE FROM files WHERE path = ?", (path,))
+        self._changed = True
+
+    def collect(self) -> int:
+        """Delete contents (and their chunks) that no file points at; returns chunks removed."""
+        before = len(self._removed)
+        orphans = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT sha256 FROM contents WHERE sha256 NOT IN "
+                "(SELECT sha256 FROM files WHERE sha256 IS NOT NULL)"
+            )
+        ]
+        for sha in orphans:
+            self._drop_content_chunks(sha)
+            self.conn.execute("DELETE FROM contents WHERE sha256 = ?", (sha,))
+        return len(self._removed) - before
+
+    @property
+    def pending(self) -> bool:
+        """True when there are unpublished changes."""
+        return self._changed
+
+    # --- publishing
+    def _vectors(self, ids: Sequence[int]) -> np.ndarray:
+        dim = int(self.conn.execute("SELECT value FROM meta WHERE key='dim'").fetchone()[0])
+        out = np.zeros((len(ids), dim), dtype=np.float32)
+        for start in range(0, len(ids), 900):
+            part = list(ids[start : start + 900])
+            rows = dict(
+                self.conn.execute(
+                    f"SELECT id, vector FROM chunks WHERE id IN ({','.join('?' * len(part))})",
+                    part,
+                ).fetchall()
+            )
+            for j, cid in enumerate(part):
+                out[start + j] = np.frombuffer(rows[cid], dtype=np.float32)
+        return out
+
+    def build_faiss(self, base: Any = None) -> Any:
+        """The FAISS index of the state inside this transaction.
+
+        With ``base`` (the previous generation's index), only removed and added
+        vectors are applied; otherwise everything is rebuilt from SQLite.
+        """
+        import faiss
+
+        dim = int(self.conn.execute("SELECT value FROM meta WHERE key='dim'").fetchone()[0])
+        if base is None:
+            index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+            ids = [r[0] for r in self.conn.execute("SELECT id FROM chunks ORDER BY id")]
+        else:
+            index = base
+            removed = np.asarray(sorted(set(self._removed)), dtype=np.int64)
+            if len(removed):
+                index.remove_ids(faiss.IDSelectorBatch(removed))
+            live = {r[0] for r in self.conn.execute("SELECT id FROM chunks")}
+            ids = sorted(i for i in set(self._added) if i in live)
+        for start in range(0, len(ids), 8192):
+            part = ids[start : start + 8192]
+            index.add_with_ids(self._vectors(part), np.asarray(part, dtype=np.int64))
+        return index
+
+    def publish(self, note: str = "") -> int:
+        """Make every change so far visible as one new generation; returns its id."""
+        import faiss
+
+        if not self._changed:
+            return 0
+        prev = self.store.current_generation(self.conn)
+        base = None
+        if prev is not None:
+            try:
+                base = self.store.load_faiss(prev)
+            except IndexCorrupt:
+                base = None  # rebuild from SQLite
+        index = self.build_faiss(base)
+        expected = int(self.conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+        if index.ntotal != expected:  # incremental update went wrong: rebuild exactly
+            index = self.build_faiss(None)
+        gen_id = (prev.id if prev else 0) + 1
+        name = f"vectors-{gen_id:06d}.faiss"
+        final = self.store.path / name
+        tmp = self.store.path / f".{name}.tmp"
+        faiss.write_index(index, str(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        digest = _sha256_file(tmp)
+        os.replace(tmp, final)
+        _fsync_dir(self.store.path)
+        crash_point("before_commit")
+        self.conn.execute(
+            "INSERT INTO generations(id, faiss_file, faiss_sha256, vectors, created, note) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (gen_id, name, digest, index.ntotal, time.time(), note),
+        )
+        self.conn.execute("COMMIT")
+        self._in_txn = False
+        crash_point("after_commit")
+        self._added, self._removed, self._changed = [], [], False
+        self._cleanup(keep={name, prev.faiss_file if prev else ""})
+        self._begin()
+        return gen_id
+
+    def _cleanup(self, keep: set[str]) -> None:
+        """Remove FAISS files of older generations and orphans of crashed runs."""
+        for f in self.store.path.glob("*.faiss*"):
+            if f.name not in keep:
+                try:
+                    f.unlink()
+                except OSError:
+                    pass
+        self.conn.execute("DELETE FROM generations WHERE faiss_file NOT IN (?, ?)", tuple(keep))
+
+
+def crash_point(name: str) -> None:
+    """Die here when RAGPIPE_CRASH_AT names this point (used by the crash tests)."""
+    if os.environ.get("RAGPIPE_CRASH_AT") == name:
+        os._exit(137)
+
+
+def dump(store: Store) -> dict[str, Any]:
+    """A canonical, id-free description of an index's content (for tests and fsck)."""
+    conn = store._conn()
+    files = conn.execute(
+        "SELECT path, sha256, outcome, chunks, stale FROM files ORDER BY path"
+    ).fetchall()
+    chunks = conn.execute(
+        "SELECT sha256, ordinal, page, start, end, text, vector FROM chunks "
+        "ORDER BY sha256, ordinal"
+    ).fetchall()
+    return {
+        "files": [list(r) for r in files],
+        "chunks": [
+            [r[0], r[1], r[2], r[3], r[4], hashlib.sha256(r[5].encode() + r[6]).hexdigest()]
+            for r in chunks
+        ],
+        "meta": json.dumps(
+            {k: v for k, v in store.meta().items() if k not in ("root",)}, sort_keys=True
+        ),
+    }

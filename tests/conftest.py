@@ -1,0 +1,88 @@
+"""Shared fixtures: a network guard, real small models shared per session, temp settings."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "corpus"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _is_loopback(address) -> bool:  # noqa: ANN001
+    if isinstance(address, (str, bytes)):  # AF_UNIX path
+        return True
+    host = address[0]
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: would need DNS
+
+
+class NetworkAccessError(AssertionError):
+    """A test tried to reach a non-loopback address."""
+
+
+def _guarded_connect(self, address):  # noqa: ANN001
+    if not _is_loopback(address):
+        raise NetworkAccessError(f"test tried to connect to {address!r}: ragpipe must be offline")
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self, address):  # noqa: ANN001
+    if not _is_loopback(address):
+        raise NetworkAccessError(f"test tried to connect to {address!r}: ragpipe must be offline")
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_network():
+    """Fail any test that opens a connection to a non-loopback address."""
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    yield
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Settings with indexes in a temp folder and the real model folder."""
+    from ragpipe.settings import load_settings
+
+    return load_settings(
+        overrides={"paths.indexes": tmp_path / "indexes", "paths.models": ROOT / "models",
+                   "llm.model": "smollm2-135m", "llm.n_ctx": 2048, "llm.max_tokens": 96},
+        environ={},
+    )
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real MiniLM embedder, loaded once per test session."""
+    from ragpipe.embedding import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder("minilm")
+
+
+@pytest.fixture(scope="session")
+def small_llm():
+    """The real SmolLM2-135M model, loaded once per test session."""
+    from ragpipe import models
+    from ragpipe.generation import LlamaCppGenerator
+
+    path = models.resolve_gguf("smollm2-135m", ROOT / "models")
+    return LlamaCppGenerator(path, n_ctx=2048, threads=2)
