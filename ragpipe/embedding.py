@@ -90,7 +90,12 @@ class SentenceTransformerEmbedder:
                     os.environ.setdefault("HF_HUB_OFFLINE", "1")
                     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                     path = resolve_model_path(self.model_spec)
+                    import transformers
                     from sentence_transformers import SentenceTransformer
+
+                    # Token counting sees whole pages on purpose; silence the length warning.
+                    transformers.logging.set_verbosity_error()
+                    transformers.logging.disable_progress_bar()
 
                     try:
                         model = SentenceTransformer(

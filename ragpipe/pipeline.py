@@ -68,10 +68,11 @@ class Pipeline:
         index: str = "default",
         embedder: Embedder | None = None,
         generator: Generator | None = None,
+        store: Store | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         self.index_name = index
-        self.store = Store(self.settings.index_dir(index))
+        self.store = store or Store(self.settings.index_dir(index))
         self._embedder = embedder
         self._generator = generator
 

@@ -37,7 +37,10 @@ def user_message(question: str, hits: Sequence[Hit]) -> str:
     passages = "\n\n".join(format_passage(i, h) for i, h in enumerate(hits, start=1))
     if not passages:
         passages = "(no passages were found)"
-    return f"Passages:\n\n{passages}\n\nQuestion: {question.strip()}"
+    return (
+        f"Passages:\n\n{passages}\n\nQuestion: {question.strip()}\n\n"
+        "Answer from the passages only, citing them like [1]."
+    )
 
 
 def build_messages(

@@ -98,9 +98,7 @@ def _content_stream(page_text: str) -> bytes:
     return b"\n".join(ops) + b"\n"
 
 
-def _write_pdf(
-    path: str | os.PathLike, objects: list[bytes], info_id: int | None = None
-) -> None:
+def _write_pdf(path: str | os.PathLike, objects: list[bytes], info_id: int | None = None) -> None:
     """Serialise *objects* (object 1 must be the Catalog) with an exact xref table."""
     buf = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets: list[int] = []
@@ -136,10 +134,9 @@ def make_pdf(path, pages: list[str], *, title: str | None = None) -> None:
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [%s] /Count %d >>"
         % (b" ".join(b"%d 0 R" % pid for pid in page_ids), n),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica"
-        b" /Encoding /WinAnsiEncoding >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
     ]
-    for pid, text in zip(page_ids, pages):
+    for pid, text in zip(page_ids, pages, strict=True):
         objects.append(
             b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d]"
             b" /Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>"

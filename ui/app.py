@@ -14,33 +14,58 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import streamlit as st  # noqa: E402
 
+from pathlib import Path  # noqa: E402
+
+from ragpipe.embedding import SentenceTransformerEmbedder  # noqa: E402
 from ragpipe.errors import RagpipeError  # noqa: E402
+from ragpipe.generation import LlamaCppGenerator  # noqa: E402
+from ragpipe.models import resolve_gguf  # noqa: E402
 from ragpipe.pipeline import Pipeline  # noqa: E402
-from ragpipe.settings import load_settings  # noqa: E402
+from ragpipe.settings import Settings, load_settings  # noqa: E402
+from ragpipe.store import Store  # noqa: E402
 
 st.set_page_config(page_title="ragpipe", page_icon="📄", layout="wide")
 
 
+@st.cache_resource(show_spinner="Loading the embedding model…")
+def shared_embedder(model: str, batch_size: int, max_tokens: int) -> SentenceTransformerEmbedder:
+    """One embedder per process, shared by every session."""
+    return SentenceTransformerEmbedder(model, batch_size, max_tokens)
+
+
 @st.cache_resource(show_spinner=False)
-def shared_pipeline(index: str) -> Pipeline:
-    """One Pipeline per index, all sharing one embedder and one model instance."""
-    base = _base()
-    return Pipeline(base.settings, index, embedder=base.embedder, generator=base._generator)
+def shared_generator(path: str, n_ctx: int, threads: int, temperature: float, seed: int):
+    """One model instance per process; its lock serializes generations across sessions."""
+    return LlamaCppGenerator(Path(path), n_ctx, threads, temperature, seed)
 
 
-@st.cache_resource(show_spinner="Loading models…")
-def _base() -> Pipeline:
-    pipe = Pipeline(load_settings())
+@st.cache_resource(show_spinner=False)
+def shared_store(path: str) -> Store:
+    """One Store per index folder, so its loaded FAISS generation is reused."""
+    return Store(Path(path))
+
+
+def pipeline(settings: Settings, index: str) -> Pipeline:
+    """A Pipeline over the shared components (cheap: built on every rerun)."""
+    e, g = settings.embedder, settings.llm
+    generator = None
     try:
-        _ = pipe.generator  # resolve the model file once, share it
+        gguf = resolve_gguf(g.model, settings.paths.models)
+        generator = shared_generator(str(gguf), g.n_ctx, g.threads, g.temperature, g.seed)
     except RagpipeError:
-        pass  # reported on first question
-    return pipe
+        pass  # the Pipeline raises it again, with its message, when a question is asked
+    return Pipeline(
+        settings,
+        index,
+        embedder=shared_embedder(e.model, e.batch_size, e.max_tokens),
+        generator=generator,
+        store=shared_store(str(settings.index_dir(index))),
+    )
 
 
-def index_names() -> list[str]:
+def index_names(settings: Settings) -> list[str]:
     """Indexes that exist under the configured indexes folder."""
-    root = _base().settings.paths.indexes
+    root = settings.paths.indexes
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if (p / "index.sqlite").is_file())
@@ -59,7 +84,8 @@ def show_sources(answer_hits, cited: set[int]) -> None:
 
 
 st.title("Ask your documents")
-names = index_names()
+settings = load_settings()
+names = index_names(settings)
 with st.sidebar:
     st.header("Index")
     if not names:
@@ -69,7 +95,7 @@ with st.sidebar:
     index = st.selectbox("Index", names, index=default, key="index")
     if st.button("Clear chat"):
         st.session_state.messages = []
-    stats = shared_pipeline(index).store.stats()
+    stats = pipeline(settings, index).store.stats()
     st.caption(f"{stats['files']} files · {stats['chunks']} passages · generation "
                f"{stats['generation']}")
 
@@ -90,7 +116,7 @@ if question:
     with st.chat_message("user"):
         st.markdown(question)
     with st.chat_message("assistant"):
-        pipe = shared_pipeline(index)
+        pipe = pipeline(settings, index)
         try:
             with st.spinner("Searching…"):
                 stream = pipe.stream(question)

@@ -1,0 +1,54 @@
+"""The Streamlit page driven headlessly with AppTest, over a real index and the real small model."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import CORPUS, ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def ui_env(tmp_path, monkeypatch, embedder):
+    from ragpipe.pipeline import Pipeline
+    from ragpipe.settings import load_settings
+
+    monkeypatch.setenv("RAGPIPE_PATHS_INDEXES", str(tmp_path / "indexes"))
+    monkeypatch.setenv("RAGPIPE_PATHS_MODELS", str(ROOT / "models"))
+    monkeypatch.setenv("RAGPIPE_LLM_MODEL", "smollm2-135m")
+    monkeypatch.setenv("RAGPIPE_LLM_N_CTX", "2048")
+    monkeypatch.setenv("RAGPIPE_LLM_MAX_TOKENS", "48")
+    monkeypatch.chdir(ROOT)
+    Pipeline(load_settings(), "default", embedder=embedder).ingest(CORPUS)
+    return tmp_path
+
+
+def test_ask_in_the_web_page_shows_answer_and_sources(ui_env):
+    at = AppTest.from_file(str(ROOT / "ui" / "app.py"), default_timeout=180)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="index").value == "default"
+    at.chat_input[0].set_value("Which form do I use to claim travel expenses?").run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    roles = [m.name for m in at.chat_message]
+    assert roles == ["user", "assistant"]
+    answer_md = [md.value for md in at.chat_message[1].markdown]
+    assert any(md.strip() for md in answer_md)
+    texts = " ".join(answer_md) + " ".join(c.value for c in at.chat_message[1].caption)
+    assert "travel-policy.pdf" in texts  # sources listed with file and page
+    assert "TR-7" in texts  # the snippet of the right passage is shown
+
+    at.button[0].click().run()  # clear chat
+    assert len(at.chat_message) == 0
+
+
+def test_no_index_tells_how_to_build_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAGPIPE_PATHS_INDEXES", str(tmp_path / "none"))
+    monkeypatch.chdir(ROOT)
+    at = AppTest.from_file(str(ROOT / "ui" / "app.py"), default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert any("ragpipe ingest" in w.value for w in at.warning)
