@@ -130,9 +130,13 @@ def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def chunk_settings_key(size: int, overlap: int, limit: int, embedder: str) -> str:
-    """A string that changes whenever the chunking recipe changes (stored per document)."""
-    return f"v1:size={size}:overlap={overlap}:limit={limit}:tok={embedder}"
+def chunk_settings_key(size: int, overlap: int, window: int | str) -> str:
+    """A string that changes whenever the chunking settings change (stored per document).
+
+    The embedder is deliberately not part of it: a new embedder re-embeds the stored chunk
+    text (re-reading only files with a chunk over the new model's window).
+    """
+    return f"v2:size={size}:overlap={overlap}:window={window}"
 
 
 def texts_for_embedding(chunks: Sequence[Chunk]) -> list[str]:

@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print the Answer as JSON")
 
     sp = with_index(sub.add_parser("status", help="counts and last sync of an index"))
+    sp = with_index(sub.add_parser("fsck", help="check the index; exit 1 on any problem"))
+    sp.add_argument("--repair", action="store_true", help="rebuild what is damaged from stored text")
     sp = with_index(sub.add_parser("report", help="outcome of every file read into an index"))
     sp.add_argument("--format", choices=["table", "json", "csv"], default="table")
 
@@ -202,6 +204,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fsck(args: argparse.Namespace) -> int:
+    pipe = _pipeline(args)
+    problems, done = pipe.fsck(repair=args.repair)
+    for p in problems:
+        print(f"problem: {p}")
+    for d in done:
+        print(f"repaired: {d}")
+    if args.repair:
+        after = pipe.store.fsck()
+        for p in after:
+            print(f"still wrong: {p}")
+        return 1 if after else 0
+    if not problems:
+        print(f"index {args.index!r}: ok")
+    return 1 if problems else 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     pipe = _pipeline(args)
     reports = pipe.store.files()
@@ -260,6 +279,7 @@ COMMANDS = {
     "ask": cmd_ask,
     "status": cmd_status,
     "report": cmd_report,
+    "fsck": cmd_fsck,
     "models": cmd_models,
 }
 

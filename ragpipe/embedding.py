@@ -25,7 +25,7 @@ class Embedder(Protocol):
 
     @property
     def name(self) -> str:
-        """Stable identifier recorded in the index (model name + dimension)."""
+        """Stable identifier recorded in the index; must not require loading the model."""
         ...
 
     @property
@@ -112,9 +112,10 @@ class SentenceTransformerEmbedder:
 
     @property
     def name(self) -> str:
-        """'minilm' or the folder name, plus the dimension."""
-        base = MINILM if self.model_spec == MINILM else Path(self.model_spec).name
-        return f"{base}:{self.dim}"
+        """The model's name, known without loading it (recorded in and checked against indexes)."""
+        if self.model_spec == MINILM:
+            return "all-MiniLM-L6-v2"
+        return Path(self.model_spec).expanduser().resolve().name
 
     @property
     def dim(self) -> int:

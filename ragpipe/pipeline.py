@@ -49,6 +49,8 @@ class _Plan:
     deleted: list[str] = field(default_factory=list)
     skipped: list[FileReport] = field(default_factory=list)
     reembed: list[str] = field(default_factory=list)  # contents needing new vectors only
+    found: dict[str, FoundFile] = field(default_factory=dict)
+    scan_errors: list[tuple[str, str]] = field(default_factory=list)  # (folder, reason)
 
 
 def _sha256_file(path: Path) -> str:
@@ -101,19 +103,20 @@ class Pipeline:
         return Chunker(e.count_tokens, s.size, s.overlap, e.max_tokens)
 
     def recipe(self) -> str:
-        """Identifies how text is extracted and chunked; a change means re-chunking."""
+        """Identifies how text is extracted and chunked; a change means re-chunking.
+
+        Built from settings only, so an unchanged folder syncs without loading any model.
+        """
         s = self.settings.chunking
-        e = self.embedder
-        return f"reader={READER_VERSION};" + chunk_settings_key(
-            s.size, s.overlap, e.max_tokens, e.name
-        )
+        window = self.settings.embedder.max_tokens or "model"
+        return f"reader={READER_VERSION};" + chunk_settings_key(s.size, s.overlap, window)
 
     # ----- ingest / sync -------------------------------------------------------------------
-    def _plan(self, root: Path, known: dict, recipe: str, embedder: str, writer: Writer | None):
+    def _plan(self, root: Path, known: dict, stored_recipes: dict, recipe: str, embedder: str):
         plan = _Plan()
         found: dict[str, FoundFile] = {}
         max_bytes = int(self.settings.ingest.max_file_mb * 1024 * 1024)
-        for f in walk(root, self.settings.ingest.skip):
+        for f in walk(root, self.settings.ingest.skip, plan.scan_errors):
             if f.symlink_escape:
                 plan.skipped.append(
                     FileReport(f.rel, Outcome.SKIPPED_SYMLINK, "symlink points outside the folder")
@@ -138,12 +141,10 @@ class Pipeline:
         skipped_paths = {r.path for r in plan.skipped}
         for rel, f in found.items():
             row = known.get(rel)
-            stored = writer.content_recipe(row.sha256) if (writer and row and row.sha256) else None
+            stored = stored_recipes.get(row.sha256) if (row and row.sha256) else None
             recipe_ok = stored is not None and stored[0] == recipe
             if row and row.size == f.size and row.mtime_ns == f.mtime_ns:
                 if row.sha256 is None or row.stale or recipe_ok:
-                    if recipe_ok and stored and stored[1] != embedder:
-                        plan.reembed.append(row.sha256)
                     plan.unchanged.append(rel)
                     continue
             try:
@@ -155,17 +156,32 @@ class Pipeline:
                 plan.skipped.append(FileReport(rel, Outcome.UNREADABLE, str(exc)))
                 continue
             if row and row.sha256 == sha and recipe_ok:
-                if stored and stored[1] != embedder:
-                    plan.reembed.append(sha)
                 plan.touched.append(f)
-            elif row is None and missing_by_sha.get(sha):
+            elif (
+                row is None
+                and missing_by_sha.get(sha)
+                and stored_recipes.get(sha, ("",))[0] == recipe
+            ):
                 old = missing_by_sha[sha].pop(0)
                 plan.renamed.append((old, f))
                 del missing[old]
             else:
                 plan.to_read.append((f, sha, row is None))
-        plan.deleted = sorted(p for p in missing if p not in skipped_paths)
-        plan.reembed = sorted(set(plan.reembed))
+        # A path is deleted only when the folder it was in was listed completely.
+        incomplete = tuple(prefix for prefix, _ in plan.scan_errors)
+        plan.deleted = sorted(
+            p for p in missing
+            if p not in skipped_paths and not (incomplete and p.startswith(incomplete))
+        )
+        plan.found = found
+        # Contents kept as they are, but embedded by another model: new vectors from their text.
+        kept = [known[p].sha256 for p in plan.unchanged]
+        kept += [known[f.rel].sha256 for f in plan.touched]
+        kept += [known[old].sha256 for old, _ in plan.renamed]
+        kept += [known[r.path].sha256 for r in plan.skipped if r.path in known]
+        plan.reembed = sorted(
+            {sha for sha in kept if sha and sha in stored_recipes and stored_recipes[sha][1] != embedder}
+        )
         return plan
 
     def sync(
@@ -182,19 +198,11 @@ class Pipeline:
         root = root.resolve()
         embedder = self.embedder
         recipe = self.recipe()
-        meta = {
-            "embedder": embedder.name,
-            "dim": str(embedder.dim),
-            "chunking": recipe,
-            "root": str(root),
-        }
+        exists = self.store.exists()
         if dry_run:
-            known = self.store.file_rows() if self.store.exists() else {}
-            if self.store.exists():
-                with self.store.writer(meta, command="sync --dry-run") as w:
-                    plan = self._plan(root, known, recipe, embedder.name, w)
-            else:
-                plan = self._plan(root, known, recipe, embedder.name, None)
+            known = self.store.file_rows() if exists else {}
+            stored = self.store.content_recipes() if exists else {}
+            plan = self._plan(root, known, stored, recipe, embedder.name)
             return SyncStats(
                 added=tuple(f.rel for f, _, new in plan.to_read if new),
                 changed=tuple(f.rel for f, _, new in plan.to_read if not new),
@@ -204,17 +212,17 @@ class Pipeline:
                 failed=tuple(plan.skipped),
                 dry_run=True,
             )
+        meta = {"embedder": embedder.name, "chunking": recipe, "root": str(root)}
         with self.store.writer(meta, command=command) as w:
-            known = {
-                p: r
-                for p, r in (self.store.file_rows() if self.store.exists() else {}).items()
-            }
-            plan = self._plan(root, known, recipe, embedder.name, w)
+            known = self.store.file_rows()
+            plan = self._plan(root, known, self.store.content_recipes(), recipe, embedder.name)
             return self._apply(w, root, plan, known, recipe, progress)
 
     def _apply(self, w: Writer, root: Path, plan: _Plan, known: dict, recipe: str, progress):
         embedder = self.embedder
-        chunker = self.chunker()
+        if plan.to_read or plan.reembed or "dim" not in w.previous_meta:
+            w.set_meta({"dim": str(embedder.dim)})  # loads the embedding model
+        chunker = self.chunker() if plan.to_read or plan.reembed else None
         failed: list[FileReport] = list(plan.skipped)
         added: list[str] = []
         changed: list[str] = []
@@ -230,9 +238,15 @@ class Pipeline:
             w.touch_file(f.rel, f.size, f.mtime_ns)
         for old, f in plan.renamed:
             w.rename_file(old, f.rel, f.size, f.mtime_ns)
-        # Embedder changed: rebuild vectors from stored text; published together at the end.
+        # Embedder changed: new vectors from the stored chunk text, published together at the
+        # end. A chunk over the new model's window would be truncated: re-read that file.
+        by_sha = {row.sha256: plan.found[p] for p, row in known.items() if p in plan.found}
         for sha in plan.reembed:
             rows = w.chunks_of(sha)
+            too_long = any(embedder.count_tokens(t) > embedder.max_tokens for _, t in rows)
+            if too_long and sha in by_sha:
+                plan.to_read.append((by_sha[sha], sha, False))
+                continue
             vecs = embedder.embed([t for _, t in rows])
             w.replace_vectors(sha, embedder.name, [i for i, _ in rows], vecs)
         bar = _bar(len(plan.to_read), "files", progress)
@@ -248,6 +262,7 @@ class Pipeline:
                     w.set_file(f.rel, sha, f.size, f.mtime_ns, Outcome.OK, "", kind, 0, n)
                 else:
                     doc, outcome = read_document(f.path, f.rel)
+                    assert chunker is not None
                     chunks = chunker.split(doc)
                     vectors = embedder.embed([c.text for c in chunks])
                     # Store under the hash of the bytes actually read.
@@ -290,13 +305,28 @@ class Pipeline:
             deleted=tuple(plan.deleted),
             renamed=tuple((old, f.rel) for old, f in plan.renamed),
             unchanged=len(plan.unchanged) + len(plan.touched),
-            failed=tuple(failed),
+            failed=tuple(failed) + tuple(
+                FileReport(prefix or ".", Outcome.UNREADABLE, f"folder not listed: {why}")
+                for prefix, why in plan.scan_errors
+            ),
             chunks_added=chunks_added,
             chunks_removed=removed,
             generation=generation,
         )
 
     ingest = sync
+
+    def fsck(self, repair: bool = False) -> tuple[list[str], list[str]]:
+        """Problems found in the index, and (with ``repair``) what was done about them."""
+        problems = self.store.fsck()
+        if not repair:
+            return problems, []
+        meta = self.store.meta()
+        with self.store.writer(
+            {k: meta[k] for k in ("embedder", "chunking", "root") if k in meta}, command="fsck"
+        ) as w:
+            done = w.repair(self.embedder.embed)
+        return problems, done
 
     # ----- search --------------------------------------------------------------------------
     def search(self, question: str, k: int | None = None, where: dict | None = None) -> list[Hit]:

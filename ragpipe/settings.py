@@ -71,6 +71,11 @@ class IngestSettings:
 
     max_file_mb: float = 100.0
     skip: tuple[str, ...] = (".*", "~$*", "~*", "*.tmp", "*.swp", "Thumbs.db", "desktop.ini")
+    workers: int = 0  # reader processes; 0 = one per CPU core
+    timeout_s: float = 300.0  # wall-clock limit for parsing one file (OCR included)
+    memory_mb: int = 2048  # address-space cap of each reader process
+    ocr: bool = True  # OCR scanned PDF pages when the tesseract binary is installed
+    ocr_lang: str = "eng"  # Tesseract language(s), e.g. "eng+deu"
 
 
 @dataclass

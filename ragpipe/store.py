@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
 import sqlite3
 import threading
@@ -359,6 +358,11 @@ class Store:
         )
         return {r[0]: FileRow(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows}
 
+    def content_recipes(self) -> dict[str, tuple[str, str]]:
+        """sha256 -> (recipe, embedder) of every stored content."""
+        rows = self._conn().execute("SELECT sha256, recipe, embedder FROM contents")
+        return {r[0]: (r[1], r[2]) for r in rows}
+
     def stats(self) -> dict[str, Any]:
         """Counts for `ragpipe status`."""
         conn = self._conn()
@@ -374,6 +378,59 @@ class Store:
             "generation": gen.id if gen else 0,
             "last_sync": gen.created if gen else None,
         }
+
+    # ----- checking ------------------------------------------------------------------------
+    def fsck(self) -> list[str]:
+        """Cross-check SQLite against the live FAISS file; returns the problems found."""
+        import faiss
+
+        problems: list[str] = []
+        conn = self._conn()
+        for (msg,) in conn.execute("PRAGMA integrity_check"):
+            if msg != "ok":
+                problems.append(f"sqlite: {msg}")
+        try:
+            conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
+        except sqlite3.DatabaseError as exc:
+            problems.append(f"keyword index: {exc}")
+        meta = self.meta()
+        dim = int(meta.get("dim", 0) or 0)
+        bad = conn.execute(
+            "SELECT count(*) FROM chunks WHERE length(vector) != ?", (dim * 4,)
+        ).fetchone()[0]
+        if bad:
+            problems.append(f"{bad} chunk vectors have the wrong size (expected {dim} floats)")
+        dangling = conn.execute(
+            "SELECT count(*) FROM files WHERE sha256 IS NOT NULL AND sha256 NOT IN "
+            "(SELECT sha256 FROM contents)"
+        ).fetchone()[0]
+        if dangling:
+            problems.append(f"{dangling} files point at content that is not stored")
+        empty = conn.execute(
+            "SELECT count(*) FROM contents WHERE sha256 NOT IN (SELECT sha256 FROM chunks)"
+        ).fetchone()[0]
+        if empty:
+            problems.append(f"{empty} stored documents have no chunks")
+        gen = self.current_generation()
+        chunk_ids = {r[0] for r in conn.execute("SELECT id FROM chunks")}
+        if gen is None:
+            if chunk_ids:
+                problems.append("chunks are stored but no generation was published")
+            return problems
+        try:
+            index = self.load_faiss(gen)
+        except IndexCorrupt as exc:
+            problems.append(str(exc))
+            return problems
+        faiss_ids = set(faiss.vector_to_array(index.id_map).tolist())
+        orphans, missing = faiss_ids - chunk_ids, chunk_ids - faiss_ids
+        if orphans:
+            problems.append(f"{len(orphans)} vectors in {gen.faiss_file} have no chunk")
+        if missing:
+            problems.append(f"{len(missing)} chunks have no vector in {gen.faiss_file}")
+        if index.d != dim:
+            problems.append(f"{gen.faiss_file} has dimension {index.d}, the index says {dim}")
+        return problems
 
     # ----- writing -------------------------------------------------------------------------
     @contextmanager
@@ -432,6 +489,14 @@ class Writer:
                 conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
                 self._changed = True
 
+    def set_meta(self, values: dict[str, str]) -> None:
+        """Record index-wide facts (e.g. the vector dimension) in this transaction."""
+        for key, value in values.items():
+            if self.previous_meta.get(key) != value:
+                self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+                self.previous_meta[key] = value
+                self._changed = True
+
     def _begin(self) -> None:
         if not self._in_txn:
             self.conn.execute("BEGIN IMMEDIATE")
@@ -451,13 +516,6 @@ class Writer:
             "SELECT recipe, embedder FROM contents WHERE sha256 = ?", (sha256,)
         ).fetchone()
         return row is not None and row[0] == recipe and row[1] == embedder
-
-    def content_recipe(self, sha256: str) -> tuple[str, str] | None:
-        """(recipe, embedder) stored for a content, or None."""
-        row = self.conn.execute(
-            "SELECT recipe, embedder FROM contents WHERE sha256 = ?", (sha256,)
-        ).fetchone()
-        return (row[0], row[1]) if row else None
 
     def put_content(
         self,
@@ -486,6 +544,7 @@ class Writer:
             assert cur.lastrowid is not None
             self._added.append(cur.lastrowid)
         self._changed = True
+        crash_point("content")
 
     def chunks_of(self, sha256: str) -> list[tuple[int, str]]:
         """(chunk id, text) of one content, in order."""
@@ -550,6 +609,30 @@ class Writer:
         self.conn.execute("DELETE FROM files WHERE path = ?", (path,))
         self._changed = True
 
+    def repair(self, embed: Any) -> list[str]:
+        """Fix what fsck finds, from stored text; ``embed(texts)`` re-creates bad vectors."""
+        done = []
+        dim = int(self.previous_meta.get("dim", 0) or 0)
+        bad = self.conn.execute(
+            "SELECT id, text FROM chunks WHERE length(vector) != ? ORDER BY id", (dim * 4,)
+        ).fetchall()
+        if bad:
+            vecs = np.ascontiguousarray(embed([t for _, t in bad]), dtype=np.float32)
+            for (cid, _), v in zip(bad, vecs, strict=True):
+                self.conn.execute("UPDATE chunks SET vector = ? WHERE id = ?", (v.tobytes(), cid))
+            done.append(f"re-embedded {len(bad)} chunks from their stored text")
+        n = self.conn.execute(
+            "UPDATE files SET sha256 = NULL, size = -1, stale = 0 WHERE sha256 IS NOT NULL AND "
+            "sha256 NOT IN (SELECT sha256 FROM contents)"
+        ).rowcount
+        if n:
+            done.append(f"{n} files without stored content will be re-read by the next sync")
+        self.conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
+        self._changed = True
+        gen = self.publish(note="repair", rebuild=True)
+        done.append(f"rebuilt the vector index from SQLite as generation {gen}")
+        return done
+
     def collect(self) -> int:
         """Delete contents (and their chunks) that no file points at; returns chunks removed."""
         before = len(self._removed)
@@ -610,19 +693,24 @@ class Writer:
             index.add_with_ids(self._vectors(part), np.asarray(part, dtype=np.int64))
         return index
 
-    def publish(self, note: str = "") -> int:
-        """Make every change so far visible as one new generation; returns its id."""
+    def publish(self, note: str = "", rebuild: bool = False) -> int:
+        """Make every change so far visible as one new generation; returns its id.
+
+        ``rebuild`` writes a FAISS file built from SQLite alone, even with no changes.
+        """
         import faiss
 
-        if not self._changed:
+        if not self._changed and not rebuild:
             return 0
         prev = self.store.current_generation(self.conn)
         base = None
-        if prev is not None:
+        if prev is not None and not rebuild:
             try:
                 base = self.store.load_faiss(prev)
             except IndexCorrupt:
                 base = None  # rebuild from SQLite
+            if base is not None and base.d != int(self.previous_meta.get("dim", base.d)):
+                base = None  # new embedder dimension: rebuild
         index = self.build_faiss(base)
         expected = int(self.conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
         if index.ntotal != expected:  # incremental update went wrong: rebuild exactly
@@ -637,7 +725,7 @@ class Writer:
         digest = _sha256_file(tmp)
         os.replace(tmp, final)
         _fsync_dir(self.store.path)
-        crash_point("before_commit")
+        crash_point("faiss_written")
         self.conn.execute(
             "INSERT INTO generations(id, faiss_file, faiss_sha256, vectors, created, note) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -645,7 +733,7 @@ class Writer:
         )
         self.conn.execute("COMMIT")
         self._in_txn = False
-        crash_point("after_commit")
+        crash_point("committed")
         self._added, self._removed, self._changed = [], [], False
         self._cleanup(keep={name, prev.faiss_file if prev else ""})
         self._begin()
@@ -662,29 +750,51 @@ class Writer:
         self.conn.execute("DELETE FROM generations WHERE faiss_file NOT IN (?, ?)", tuple(keep))
 
 
+_crash_hits: dict[str, int] = {}
+
+
 def crash_point(name: str) -> None:
-    """Die here when RAGPIPE_CRASH_AT names this point (used by the crash tests)."""
-    if os.environ.get("RAGPIPE_CRASH_AT") == name:
-        os._exit(137)
+    """Die here when RAGPIPE_CRASH_AT is ``name`` or ``name:N`` (the Nth time); for crash tests.
+
+    Points: ``content`` (after storing one file's chunks), ``faiss_written`` (new FAISS
+    file renamed into place, not yet committed), ``committed`` (generation committed,
+    old files not yet cleaned up).
+    """
+    want = os.environ.get("RAGPIPE_CRASH_AT")
+    if not want:
+        return
+    point, _, nth = want.partition(":")
+    if point != name:
+        return
+    _crash_hits[name] = _crash_hits.get(name, 0) + 1
+    if _crash_hits[name] >= int(nth or 1):
+        os.kill(os.getpid(), 9)
 
 
-def dump(store: Store) -> dict[str, Any]:
-    """A canonical, id-free description of an index's content (for tests and fsck)."""
+def dump(store: Store) -> tuple[dict[str, Any], np.ndarray]:
+    """A canonical, id-free description of an index's content, and its vectors in that order.
+
+    Two indexes hold the same content when the descriptions are equal and the vectors are
+    close (embedding the same text twice may differ in the last float bits).
+    """
     conn = store._conn()
     files = conn.execute(
         "SELECT path, sha256, outcome, chunks, stale FROM files ORDER BY path"
     ).fetchall()
-    chunks = conn.execute(
-        "SELECT sha256, ordinal, page, start, end, text, vector FROM chunks "
+    rows = conn.execute(
+        "SELECT sha256, ordinal, page, start, end, heading, text, vector FROM chunks "
         "ORDER BY sha256, ordinal"
     ).fetchall()
-    return {
+    meta = {k: v for k, v in store.meta().items() if k != "root"}
+    desc = {
         "files": [list(r) for r in files],
-        "chunks": [
-            [r[0], r[1], r[2], r[3], r[4], hashlib.sha256(r[5].encode() + r[6]).hexdigest()]
-            for r in chunks
-        ],
-        "meta": json.dumps(
-            {k: v for k, v in store.meta().items() if k not in ("root",)}, sort_keys=True
-        ),
+        "chunks": [list(r[:7]) for r in rows],
+        "meta": meta,
     }
+    dim = int(meta.get("dim", 0) or 0)
+    vectors = (
+        np.stack([np.frombuffer(r[7], dtype=np.float32) for r in rows])
+        if rows
+        else np.zeros((0, dim), dtype=np.float32)
+    )
+    return desc, vectors

@@ -1,169 +1,127 @@
-"""Format readers: bytes on disk -> Document (text per page).
+"""Reading one file: bytes on disk -> sniffed type -> format reader -> classified Document.
 
-Every reader either returns a Document or raises ReadError with an Outcome
-value naming what went wrong. Deciding ok / ok_partial / empty_text happens in
-``read_document`` so that no reader can report "success with no text".
+Every reader either returns its pages or raises ReadError with an Outcome
+value naming what went wrong. Deciding ok / ok_partial / empty_text happens
+here, in one place, so that no reader can report "success with no text".
+The format readers live in one module per family: text (TXT, Markdown, HTML,
+CSV), pdf, office (DOCX, PPTX, XLSX) and mail (EML).
 """
 
 from __future__ import annotations
 
-import codecs
 import hashlib
-import re
-from collections.abc import Callable
+import os
+import stat
 from pathlib import Path
 
-from ..datatypes import Document, Outcome, Page
+from ..datatypes import Document, Outcome
 from ..errors import ReadError
+from .base import Extracted, Reader, ReadOptions
+from .mail import read_eml
+from .office import read_docx, read_pptx, read_xlsx
+from .pdf import read_pdf
+from .sniff import sniff
+from .text import clean_text, decode_text, read_csv, read_html, read_text
 
-READER_VERSION = 1  # bump when extraction output changes, so sync re-reads files
+__all__ = ["READER_VERSION", "READERS", "ReadOptions", "clean_text", "decode_text",
+           "read_bytes", "read_document", "read_file_bytes"]
 
-_TEXT_KINDS = {".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md"}
-_HTML_KINDS = {".html": "html", ".htm": "html", ".xhtml": "html"}
+READER_VERSION = 2  # bump when extraction output changes, so sync re-reads files
+
+READERS: dict[str, Reader] = {
+    "pdf": read_pdf,
+    "txt": read_text,
+    "md": read_text,
+    "html": read_html,
+    "csv": read_csv,
+    "docx": read_docx,
+    "pptx": read_pptx,
+    "xlsx": read_xlsx,
+    "eml": read_eml,
+}
 
 
-def decode_text(data: bytes) -> str:
-    """Decode text bytes: BOM first, then strict UTF-8, then a detected legacy encoding.
-
-    Raises ReadError(parse_error) rather than dropping characters.
-    """
-    for bom, enc in (
-        (codecs.BOM_UTF32_LE, "utf-32-le"),
-        (codecs.BOM_UTF32_BE, "utf-32-be"),
-        (codecs.BOM_UTF8, "utf-8"),
-        (codecs.BOM_UTF16_LE, "utf-16-le"),
-        (codecs.BOM_UTF16_BE, "utf-16-be"),
-    ):
-        if data.startswith(bom):
-            try:
-                return data[len(bom) :].decode(enc)
-            except UnicodeDecodeError as exc:
-                raise ReadError(Outcome.PARSE_ERROR, f"invalid {enc} after its BOM: {exc}") from None
+def read_file_bytes(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file, refusing files over ``max_bytes`` before reading them."""
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(data).best()
-    if best is None:
-        raise ReadError(Outcome.PARSE_ERROR, "cannot determine the text encoding")
-    try:
-        return data.decode(best.encoding)
-    except (UnicodeDecodeError, LookupError) as exc:
-        raise ReadError(Outcome.PARSE_ERROR, f"cannot decode as {best.encoding}: {exc}") from None
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def clean_text(text: str) -> str:
-    """Normalize line ends and remove control characters (NUL etc.) that break tokenizers."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return _CONTROL.sub(" ", text)
-
-
-def read_text(data: bytes) -> list[Page]:
-    """Plain text and Markdown: the whole file is one page."""
-    return [Page(None, clean_text(decode_text(data)))]
-
-
-def read_html(data: bytes) -> list[Page]:
-    """Visible text of an HTML page: no scripts, styles, templates or hidden elements."""
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(decode_text(data), "lxml")
-    for tag in soup(["script", "style", "noscript", "template", "head", "svg", "iframe"]):
-        tag.decompose()
-    hidden = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
-    for tag in soup.find_all(True):
-        if tag.decomposed:
-            continue
-        if tag.has_attr("hidden") or hidden.search(str(tag.get("style", ""))) or (
-            str(tag.get("aria-hidden", "")).lower() == "true"
-        ):
-            tag.decompose()
-    text = soup.get_text("\n")
-    lines = [re.sub(r"[ \t\u00a0]+", " ", ln).strip() for ln in text.split("\n")]
-    out = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-    return [Page(None, clean_text(out))]
-
-
-def read_pdf(data: bytes) -> list[Page]:
-    """Text of each PDF page, numbered from 1."""
-    import io
-    import logging
-
-    from pypdf import PdfReader
-    from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
-
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
-    try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
-        if reader.is_encrypted:
-            try:
-                # Many "encrypted" PDFs only restrict permissions and open with an empty password.
-                if not reader.decrypt(""):
-                    raise ReadError(Outcome.ENCRYPTED, "PDF is password-protected")
-            except (FileNotDecryptedError, NotImplementedError, DependencyError) as exc:
-                raise ReadError(Outcome.ENCRYPTED, f"PDF is encrypted ({exc})") from None
-        pages = []
-        for i, page in enumerate(reader.pages, start=1):
-            pages.append(Page(i, clean_text(page.extract_text() or "")))
-    except ReadError:
-        raise
-    except FileNotDecryptedError as exc:
-        raise ReadError(Outcome.ENCRYPTED, f"PDF is encrypted ({exc})") from None
-    except PdfReadError as exc:
-        raise ReadError(Outcome.PARSE_ERROR, f"invalid PDF: {exc}") from None
-    if not pages:
-        raise ReadError(Outcome.EMPTY_TEXT, "PDF has no pages")
-    return pages
-
-
-Reader = Callable[[bytes], list[Page]]
-
-
-def reader_for(path: Path) -> tuple[str, Reader]:
-    """Choose (kind, reader) for a file from its extension."""
-    ext = path.suffix.lower()
-    if ext == ".pdf":
-        return "pdf", read_pdf
-    if ext in _TEXT_KINDS:
-        return _TEXT_KINDS[ext], read_text
-    if ext in _HTML_KINDS:
-        return "html", read_html
-    raise ReadError(Outcome.UNSUPPORTED_TYPE, f"unsupported file type {ext or '(no extension)'}")
-
-
-def read_document(path: Path, rel: str) -> tuple[Document, Outcome]:
-    """Read one file into a Document and classify the result.
-
-    Returns (document, outcome) with outcome ok or ok_partial; raises ReadError otherwise.
-    """
-    try:
-        data = path.read_bytes()
+        # stat first: opening a FIFO or device could block or never end.
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ReadError(Outcome.UNREADABLE, "not a regular file")
+        if st.st_size > max_bytes:
+            raise ReadError(Outcome.TOO_LARGE, _too_large(st.st_size, max_bytes))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ReadError(Outcome.UNREADABLE, "not a regular file")
+            data = f.read(max_bytes + 1)  # one byte more tells a file that grew since stat
     except FileNotFoundError:
         raise ReadError(Outcome.VANISHED, "file disappeared before it could be read") from None
+    except PermissionError:
+        raise ReadError(Outcome.UNREADABLE, "permission denied") from None
     except OSError as exc:
         raise ReadError(Outcome.UNREADABLE, f"cannot read file: {exc.strerror or exc}") from None
-    digest = hashlib.sha256(data).hexdigest()
-    kind, reader = reader_for(path)
+    if len(data) > max_bytes:
+        raise ReadError(Outcome.TOO_LARGE, _too_large(len(data), max_bytes))
+    return data
+
+
+def _too_large(size: int, limit: int) -> str:
+    return f"{size / 2**20:.1f} MiB is over ingest.max_file_mb ({limit / 2**20:g} MiB)"
+
+
+def read_bytes(data: bytes, name: str, options: ReadOptions | None = None) -> tuple[str, Extracted]:
+    """(kind, extracted pages) of a file's content; ``name`` only refines the type.
+
+    Raises ReadError for every failure, including unexpected parser exceptions.
+    """
+    options = options or ReadOptions()
+    sniffed = sniff(data, name)
     try:
-        pages = reader(data)
-    except ReadError:
+        extracted = READERS[sniffed.kind](data, options)
+    except ReadError as exc:
+        if sniffed.note:
+            raise ReadError(exc.outcome, f"{exc} ({sniffed.note})") from None
         raise
     except MemoryError:
         raise ReadError(Outcome.MEMORY_LIMIT, "ran out of memory while parsing") from None
-    except Exception as exc:  # a parser bug must not stop the run
-        raise ReadError(Outcome.PARSE_ERROR, f"{type(exc).__name__}: {exc}") from None
+    except RecursionError:
+        raise ReadError(Outcome.PARSE_ERROR, "structure nested too deeply to parse") from None
+    except Exception as exc:  # noqa: BLE001 - a parser bug must not stop the run
+        where = f" ({sniffed.note})" if sniffed.note else ""
+        raise ReadError(Outcome.PARSE_ERROR, f"{type(exc).__name__}: {exc}{where}") from None
+    if sniffed.note:
+        extracted.notes.insert(0, sniffed.note)
+    return extracted.kind or sniffed.kind, extracted
+
+
+def classify(rel: str, kind: str, extracted: Extracted, digest: str) -> tuple[Document, Outcome]:
+    """Decide ok / ok_partial, or raise ReadError(empty_text) when no page has text."""
+    pages = extracted.pages
+    notes = list(extracted.notes)
     empty = [p for p in pages if not p.text.strip()]
     if len(empty) == len(pages):
-        raise ReadError(Outcome.EMPTY_TEXT, "no text could be extracted")
-    notes: tuple[str, ...] = ()
+        detail = f" ({'; '.join(notes)})" if notes else ""
+        raise ReadError(Outcome.EMPTY_TEXT, f"no text could be extracted{detail}")
     outcome = Outcome.OK
     if empty:
         outcome = Outcome.OK_PARTIAL
-        nums = ", ".join(str(p.number) for p in empty[:10])
-        notes = (f"{len(empty)} of {len(pages)} pages have no text (pages {nums})",)
-    return Document(rel, tuple(pages), kind, digest, notes), outcome
+        nums = ", ".join(str(p.number) for p in empty[:10]) + (", ..." if len(empty) > 10 else "")
+        notes.append(f"{len(empty)} of {len(pages)} pages have no text (pages {nums})")
+    return Document(rel, tuple(pages), kind, digest, tuple(notes)), outcome
+
+
+def read_document(
+    path: Path, rel: str, options: ReadOptions | None = None
+) -> tuple[Document, Outcome]:
+    """Read one file in this process into a Document and classify the result.
+
+    Returns (document, outcome) with outcome ok or ok_partial; raises ReadError
+    otherwise. ``Document.sha256`` is the hash of the bytes that were parsed.
+    No isolation: use ``read_many`` for files that may hang or explode.
+    """
+    options = options or ReadOptions()
+    data = read_file_bytes(Path(path), options.max_bytes)
+    digest = hashlib.sha256(data).hexdigest()
+    kind, extracted = read_bytes(data, rel, options)
+    return classify(rel, kind, extracted, digest)

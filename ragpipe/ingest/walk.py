@@ -25,12 +25,16 @@ def is_skipped(name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def walk(root: Path, skip: Iterable[str] = ()) -> Iterator[FoundFile]:
+def walk(
+    root: Path, skip: Iterable[str] = (), errors: list[tuple[str, str]] | None = None
+) -> Iterator[FoundFile]:
     """Yield the regular files under ``root`` in a stable (sorted) order.
 
     Symlinks are followed only while they stay inside ``root``; a link that
     leaves it is yielded with ``symlink_escape=True`` so it can be reported.
     Directory loops end because each real directory is visited once.
+    Folders that cannot be listed are appended to ``errors`` as (rel, reason):
+    the scan was incomplete there, so nothing below them may be deleted.
     """
     root = Path(root)
     real_root = root.resolve()
@@ -55,7 +59,9 @@ def walk(root: Path, skip: Iterable[str] = ()) -> Iterator[FoundFile]:
         seen_dirs.add(key)
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError:
+        except OSError as exc:
+            if errors is not None:
+                errors.append((rel_prefix, exc.strerror or str(exc)))
             return
         for entry in entries:
             if is_skipped(entry.name, patterns):

@@ -1,0 +1,50 @@
+"""Small, fast, deterministic stand-ins for fault-injection tests (never used by the product)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+
+class HashEmbedder:
+    """Bag-of-words hashed into a fixed number of dimensions, L2-normalized.
+
+    Deterministic across processes, so a crashed-and-resumed sync can be compared bit for
+    bit with a clean one; similar texts share words and so get similar vectors.
+    """
+
+    def __init__(self, dim: int = 64) -> None:
+        self._dim = dim
+
+    @property
+    def name(self) -> str:
+        return f"hash-{self._dim}"
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def max_tokens(self) -> int:
+        return 128
+
+    def count_tokens(self, text: str) -> int:
+        return len(re.findall(r"\w+|[^\w\s]", text))
+
+    def embed(self, texts: Sequence[str], progress: Callable[[int], None] | None = None):
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in re.findall(r"\w+", t.lower()):
+                h = int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little")
+                out[i, h % self._dim] += 1.0 if (h >> 32) & 1 else -1.0
+            n = np.linalg.norm(out[i])
+            out[i] = out[i] / n if n else out[i]
+            if not n:
+                out[i, 0] = 1.0
+        return out
+
+    def embed_query(self, text: str):
+        return self.embed([text])[0]
