@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 # llama.cpp must be built for a generic x86-64 CPU: a native build crashes on some Xeons.
 export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
-.PHONY: install models ingest run serve test test-fast lint typecheck bench clean
+.PHONY: install models ingest run serve test test-fast lint typecheck system-deps clean
 
 install: $(STAMP)
 
@@ -35,7 +35,11 @@ serve: install
 	$(BIN)/streamlit run ui/app.py --server.address 127.0.0.1 --server.port $(PORT) \
 	  --server.headless true --browser.gatherUsageStats false
 
-test: models
+# Debian packages for OCR and the browser test (installed when run as root).
+system-deps:
+	bash scripts/system-deps.sh
+
+test: models system-deps
 	$(BIN)/python -m pytest -q
 
 test-fast: install

@@ -242,7 +242,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
         print(f"{r.path:<{width}}  {r.outcome.value:<16} {r.pages:>5} {r.chunks:>6}  {r.message}")
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    print(f"\n{len(reports)} files: {summary}")
+    pages, chunks = sum(r.pages for r in reports), sum(r.chunks for r in reports)
+    print(f"\n{len(reports)} files, {pages} pages, {chunks} chunks: {summary}")
     return 0
 
 

@@ -33,9 +33,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
-# Publish a generation at least this often during a long sync, so a crash loses little work.
-CHECKPOINT_FILES = 200
-CHECKPOINT_SECONDS = 60.0
 
 
 @dataclass
@@ -63,6 +60,11 @@ def _sha256_file(path: Path) -> str:
 
 class Pipeline:
     """ragpipe's library API: ingest/sync, search, ask, stream. Cheap to construct."""
+
+    # A long sync publishes a checkpoint generation this often, so a crash loses little
+    # work; each checkpoint rewrites the FAISS file, hence not too often.
+    checkpoint_files = 1000
+    checkpoint_seconds = 60.0
 
     def __init__(
         self,
@@ -289,8 +291,8 @@ class Pipeline:
             bar.update()
             since_publish += 1
             if not plan.reembed and (
-                since_publish >= CHECKPOINT_FILES
-                or time.monotonic() - last_publish > CHECKPOINT_SECONDS
+                since_publish >= self.checkpoint_files
+                or time.monotonic() - last_publish > self.checkpoint_seconds
             ):
                 generation = w.publish(note="checkpoint") or generation
                 since_publish, last_publish = 0, time.monotonic()

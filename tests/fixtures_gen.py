@@ -117,7 +117,8 @@ def make_docx_billion_laughs(path: Path) -> None:
     xml = (
         f'<?xml version="1.0"?><!DOCTYPE w:document [{entities}]>'
         f'<w:document xmlns:w="{_W}"><w:body><w:p><w:r><w:t>Laughs: &lol9;</w:t></w:r></w:p>'
-        f"<w:p><w:r><w:t>Plain paragraph after the entities.</w:t></w:r></w:p></w:body></w:document>"
+        "<w:p><w:r><w:t>Plain paragraph after the entities.</w:t></w:r></w:p>"
+        "</w:body></w:document>"
     ).encode()
     write_zip(path, [_member("[Content_Types].xml", _DOCX_TYPES),
                      _member("_rels/.rels", _DOCX_RELS),

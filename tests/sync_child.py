@@ -20,6 +20,7 @@ def main() -> int:
     indexes, index, folder = sys.argv[1:4]
     settings = load_settings(overrides={"paths.indexes": Path(indexes)}, environ={})
     pipe = Pipeline(settings, index, embedder=HashEmbedder())
+    pipe.checkpoint_files = 200  # the crash tests kill runs before and after a checkpoint
     try:
         stats = pipe.sync(Path(folder))
     except RagpipeError as exc:

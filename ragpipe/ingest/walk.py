@@ -17,12 +17,26 @@ class FoundFile:
     rel: str  # relative to the root, '/' separators
     size: int
     mtime_ns: int
-    symlink_escape: bool = False  # a link that points outside the root: recorded, not read
+    symlink_escape: bool = False  # a link that leaves the root, loops or dangles: not read
+    reason: str = ""  # why a symlink is not followed, for the ingestion report
 
 
 def is_skipped(name: str, patterns: Iterable[str]) -> bool:
     """True when a file or folder name matches one of the skip patterns."""
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _unfollowable(link: Path, real_root: Path) -> str:
+    """Why the symlink ``link`` must not be followed, or "" when its target is inside the root."""
+    try:
+        target = link.resolve(strict=True)
+    except FileNotFoundError:
+        return "broken symlink: its target does not exist"
+    except (RuntimeError, OSError):  # RuntimeError before Python 3.13, OSError(ELOOP) after
+        return "symlink loop"
+    if not target.is_relative_to(real_root):
+        return "symlink points outside the folder"
+    return ""
 
 
 def walk(
@@ -31,8 +45,9 @@ def walk(
     """Yield the regular files under ``root`` in a stable (sorted) order.
 
     Symlinks are followed only while they stay inside ``root``; a link that
-    leaves it is yielded with ``symlink_escape=True`` so it can be reported.
-    Directory loops end because each real directory is visited once.
+    leaves it, loops or dangles is yielded with ``symlink_escape=True`` and a
+    ``reason`` so it can be reported. Directory loops end because each real
+    directory is visited once.
     Folders that cannot be listed are appended to ``errors`` as (rel, reason):
     the scan was incomplete there, so nothing below them may be deleted.
     """
@@ -40,13 +55,6 @@ def walk(
     real_root = root.resolve()
     patterns = tuple(skip)
     seen_dirs: set[tuple[int, int]] = set()
-
-    def inside(p: Path) -> bool:
-        try:
-            p.resolve().relative_to(real_root)
-        except (ValueError, OSError, RuntimeError):
-            return False
-        return True
 
     def visit(folder: Path, rel_prefix: str) -> Iterator[FoundFile]:
         try:
@@ -68,10 +76,11 @@ def walk(
                 continue
             rel = f"{rel_prefix}{entry.name}"
             p = Path(entry.path)
-            link = entry.is_symlink()
-            if link and not inside(p):
-                yield FoundFile(p, rel, 0, 0, symlink_escape=True)
-                continue
+            if entry.is_symlink():
+                why = _unfollowable(p, real_root)
+                if why:
+                    yield FoundFile(p, rel, 0, 0, symlink_escape=True, reason=why)
+                    continue
             try:
                 if entry.is_dir(follow_symlinks=True):
                     yield from visit(p, rel + "/")
