@@ -142,12 +142,12 @@ class LlamaCppGenerator:
 
     def stream(self, messages: Sequence[Message], max_tokens: int) -> Iterator[str]:
         """Stream the answer; holds the model's lock until the stream ends or is closed."""
-        tokens, stop = self.render(messages)
-        if len(tokens) + max_tokens > self._n_ctx:
-            raise ValueError(
-                f"prompt of {len(tokens)} tokens + {max_tokens} answer tokens exceeds "
-                f"n_ctx={self._n_ctx}"
-            )
+        if self.temperature == 0:
+            for text, _ in self.stream_scored(messages, max_tokens):
+                if text:
+                    yield text
+            return
+        tokens, stop = self._checked_render(messages, max_tokens)
         llm = self._load()
         with self.lock:
             llm.reset()
@@ -155,7 +155,7 @@ class LlamaCppGenerator:
                 prompt=tokens,
                 max_tokens=max_tokens,
                 temperature=self.temperature,
-                top_k=1 if self.temperature == 0 else 40,
+                top_k=40,
                 seed=self.seed,
                 stop=stop,
                 stream=True,
@@ -164,3 +164,111 @@ class LlamaCppGenerator:
                 text = piece["choices"][0]["text"]
                 if text:
                     yield text
+
+    def _checked_render(self, messages: Sequence[Message], max_tokens: int):  # noqa: ANN202
+        tokens, stop = self.render(messages)
+        if len(tokens) + max_tokens > self._n_ctx:
+            raise ValueError(
+                f"prompt of {len(tokens)} tokens + {max_tokens} answer tokens exceeds "
+                f"n_ctx={self._n_ctx}"
+            )
+        return tokens, stop
+
+    def _prefill(self, llm: Any, tokens: list[int]) -> int:
+        """Evaluate ``tokens``, reusing the longest prefix already in the KV cache.
+
+        llama.cpp keeps the previous call's tokens; a prompt that starts like it (same
+        system prompt and passages, another instruction or an appended turn) costs only
+        its new tail. At least one token is evaluated so the logits are fresh. Returns the
+        number of tokens reused.
+        """
+        import numpy as np
+
+        cached = np.asarray(llm.input_ids[: llm.n_tokens])
+        limit = min(len(cached), len(tokens) - 1)
+        same = cached[:limit] == np.asarray(tokens[:limit], dtype=cached.dtype)
+        reuse = int(limit if same.all() else np.argmin(same))
+        llm.n_tokens = reuse
+        llm.eval(tokens[reuse:])  # removes the cache from ``reuse`` on, then decodes
+        return reuse
+
+    def _last_logits(self, llm: Any) -> Any:
+        import numpy as np
+
+        ptr = llm._ctx.get_logits_ith(-1)
+        return np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),))
+
+    def stream_scored(
+        self, messages: Sequence[Message], max_tokens: int
+    ) -> Iterator[tuple[str, float]]:
+        """Greedy decoding that yields (text piece, log-probability of its token).
+
+        The log-probabilities give a free confidence signal for the answer. Text pieces
+        may be empty while a multi-byte character is incomplete. Holds the lock until the
+        stream ends or is closed.
+        """
+        import codecs
+
+        import llama_cpp
+        import numpy as np
+
+        tokens, stop = self._checked_render(messages, max_tokens)
+        llm = self._load()
+        vocab = llm._model.vocab
+        with self.lock:
+            self._prefill(llm, tokens)
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            held = ""  # text that might be the start of a stop string
+            for _ in range(max_tokens):
+                logits = self._last_logits(llm)
+                tok = int(np.argmax(logits))
+                top = float(logits[tok])
+                logprob = -float(np.log(np.exp(logits - top, dtype=np.float64).sum()))
+                if llama_cpp.llama_vocab_is_eog(vocab, tok):
+                    break
+                held += decoder.decode(llm._model.token_to_piece(tok, special=False))
+                cut = min((held.find(s) for s in stop if s and s in held), default=-1)
+                if cut >= 0:
+                    yield held[:cut], logprob
+                    return
+                keep = max((len(s) - 1 for s in stop if s), default=0)
+                # Hold back only a tail that could still grow into a stop string.
+                hold = next(
+                    (n for n in range(min(keep, len(held)), 0, -1)
+                     if any(s.startswith(held[-n:]) for s in stop if s)),
+                    0,
+                )
+                out, held = held[: len(held) - hold], held[len(held) - hold :]
+                yield out, logprob
+                llm.eval([tok])
+            if held:
+                yield held, 0.0
+
+    def yes_probability(self, messages: Sequence[Message]) -> float:
+        """P("yes") / (P("yes") + P("no")) for the model's first answer token.
+
+        A cheap judge: when ``messages`` extend the previous call's prompt (same system
+        prompt and passages, or the answer conversation plus one more turn), only the new
+        tail is evaluated.
+        """
+        import numpy as np
+
+        tokens, _ = self.render(messages)
+        llm = self._load()
+        yes = self._first_tokens(llm, ("yes", "Yes", " yes", " Yes", "YES"))
+        no = self._first_tokens(llm, ("no", "No", " no", " No", "NO"))
+        with self.lock:
+            self._prefill(llm, tokens)
+            logits = self._last_logits(llm).astype(np.float64)
+        top = logits.max()
+        p = np.exp(logits - top)
+        py, pn = float(p[sorted(yes)].sum()), float(p[sorted(no)].sum())
+        return py / (py + pn) if py + pn > 0 else 0.5
+
+    def _first_tokens(self, llm: Any, words: Sequence[str]) -> set[int]:
+        out = set()
+        for w in words:
+            ids = llm.tokenize(w.encode("utf-8"), add_bos=False, special=False)
+            if ids:
+                out.add(ids[0])
+        return out

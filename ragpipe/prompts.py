@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .datatypes import Hit
+from .errors import RagpipeError
 
 Message = dict[str, str]
 
@@ -65,7 +66,7 @@ class FittedPrompt:
     budget: int
 
 
-class PromptTooLong(ValueError):
+class PromptTooLong(RagpipeError, ValueError):
     """Even without passages the prompt does not fit the budget."""
 
 

@@ -109,11 +109,14 @@ def make_docx_zip_bomb(path: Path, size: int = 1 << 30) -> None:
                      ("word/document.xml", raw, crc, usize)])
 
 
+_LAUGHS = '<!ENTITY lol "lol">' + "".join(
+    f'<!ENTITY lol{i} "{("&lol;" if i == 1 else f"&lol{i - 1};") * 10}">' for i in range(1, 10)
+)  # &lol9; expands to 10**9 "lol"s: 3 GB from a few hundred bytes
+
+
 def make_docx_billion_laughs(path: Path) -> None:
     """A DOCX whose document.xml defines the billion-laughs entity chain and uses it."""
-    entities = '<!ENTITY lol "lol">' + "".join(
-        f'<!ENTITY lol{i} "{("&lol;" if i == 1 else f"&lol{i - 1};") * 10}">' for i in range(1, 10)
-    )
+    entities = _LAUGHS
     xml = (
         f'<?xml version="1.0"?><!DOCTYPE w:document [{entities}]>'
         f'<w:document xmlns:w="{_W}"><w:body><w:p><w:r><w:t>Laughs: &lol9;</w:t></w:r></w:p>'
@@ -123,6 +126,22 @@ def make_docx_billion_laughs(path: Path) -> None:
     write_zip(path, [_member("[Content_Types].xml", _DOCX_TYPES),
                      _member("_rels/.rels", _DOCX_RELS),
                      _member("word/document.xml", xml)])
+
+
+def make_xlsx_billion_laughs(path: Path) -> None:
+    """An XLSX whose first sheet defines the billion-laughs entities and uses them in a cell."""
+    make_xlsx(path)
+    with zipfile.ZipFile(path) as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    sheet = parts["xl/worksheets/sheet1.xml"].decode()
+    root = sheet.index("<worksheet")
+    doctype = f"<!DOCTYPE worksheet [{_LAUGHS}]>"
+    parts["xl/worksheets/sheet1.xml"] = (
+        sheet[:root] + doctype + sheet[root:].replace("Laptops", "&lol9;")
+    ).encode()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
 
 
 # ----- PDFs -------------------------------------------------------------------------------

@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..datatypes import Page
+
+if TYPE_CHECKING:
+    from ..settings import IngestSettings
 
 
 @dataclass(frozen=True)
@@ -22,14 +26,14 @@ class ReadOptions:
     max_unzipped_bytes: int = 1 << 30
 
     @classmethod
-    def from_settings(cls, ingest) -> ReadOptions:  # noqa: ANN001 - settings.IngestSettings
+    def from_settings(cls, ingest: IngestSettings) -> ReadOptions:
         """Options from the ``[ingest]`` settings."""
-        timeout = float(getattr(ingest, "timeout_s", 0) or 0)
-        memory = int(getattr(ingest, "memory_mb", 0) or 0)
+        timeout = float(ingest.timeout_s)
+        memory = int(ingest.memory_mb)
         return cls(
             max_bytes=int(ingest.max_file_mb * (1 << 20)),
-            ocr=bool(getattr(ingest, "ocr", True)),
-            ocr_lang=str(getattr(ingest, "ocr_lang", "eng")),
+            ocr=ingest.ocr,
+            ocr_lang=ingest.ocr_lang,
             # Leave a quarter of the hard timeout for the text of the other pages.
             budget_s=0.75 * timeout if timeout > 0 else math.inf,
             # Half the address space: the decompressed XML is parsed into a tree on top of it.

@@ -129,7 +129,7 @@ def _read_pypdf(data: bytes, pdfium_error: str) -> Extracted:
         ) from None
     if not pages:
         raise ReadError(Outcome.EMPTY_TEXT, "PDF has no pages")
-    return Extracted(pages, [f"read with pypdf: PDFium could not ({pdfium_error})"])
+    return Extracted(pages, [f"read with pypdf because PDFium failed ({pdfium_error})"])
 
 
 def read_pdf(data: bytes, options: ReadOptions) -> Extracted:

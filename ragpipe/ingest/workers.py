@@ -36,6 +36,7 @@ from typing import Any
 
 from ..datatypes import Document, Outcome
 from ..errors import ConfigError, ReadError
+from ..settings import IngestSettings
 from .base import ReadOptions
 from .readers import read_document
 
@@ -46,7 +47,10 @@ Result = tuple[str, Document | None, Outcome, str]  # (rel, document or None, ou
 # *.crashtest abort the process (a parser bug in C code).
 TEST_READERS_ENV = "RAGPIPE_TEST_READERS"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-STARTUP_TIMEOUT_S = 60.0  # a worker that is not ready by then is replaced
+STARTUP_TIMEOUT_S = 60.0
+# A worker is replaced after this many files, so slow leaks and heap growth in the
+# parsers (C libraries included) cannot accumulate over a long sync.
+RECYCLE_AFTER = 500  # a worker that is not ready by then is replaced
 MAX_STARTUP_FAILURES = 3  # in a row, before giving up with a configuration error
 
 
@@ -147,6 +151,7 @@ class _Worker:
     deadline: float  # of the start-up, then of the current file
     ready: bool = False
     task: tuple[str, str] | None = None
+    done: int = 0  # files parsed
 
 
 def _crash_result(rel: str, exitcode: int | None, memory_mb: int) -> Result:
@@ -263,13 +268,15 @@ class ReaderPool:
             return
         if msg[0] == "ready":
             w.ready = True
-            self._startup_failures = 0
         elif msg[0] == "done":
             result: Result = (msg[1], msg[2], Outcome(msg[3]), msg[4])
             results.append(result)
             w.task = None
-            if result[2] is Outcome.MEMORY_LIMIT:
-                self._stop(w)  # its heap may be fragmented or half-freed: start afresh
+            w.done += 1
+            self._startup_failures = 0  # workers do work: failures so far were not systematic
+            # After a MemoryError its heap may be fragmented or half-freed: start afresh.
+            if result[2] is Outcome.MEMORY_LIMIT or w.done >= RECYCLE_AFTER:
+                self._stop(w)
 
     def _died(self, w: _Worker, results: list[Result]) -> None:
         try:
@@ -310,11 +317,13 @@ class ReaderPool:
                     task = pending.popleft() if pending else fetch()
                     if task is None:
                         break
-                    w.task, w.deadline = task, time.monotonic() + self.timeout_s
                     try:
                         w.tasks.send(task)
-                    except OSError:
-                        self._died(w, results)  # reported as a crash of this file
+                    except OSError:  # it died while idle: not this file's fault
+                        pending.appendleft(task)
+                        self._startup_failed(w)
+                        continue
+                    w.task, w.deadline = task, time.monotonic() + self.timeout_s
             while len(self.workers) < self.size:
                 if len(pending) <= sum(not w.ready for w in self.workers):
                     task = fetch()
@@ -353,7 +362,7 @@ class ReaderPool:
 
 
 def read_many(
-    files: Iterable[tuple[Path, str]], settings: Any = None
+    files: Iterable[tuple[Path, str]], settings: IngestSettings | None = None
 ) -> Iterator[Result]:
     """Read files in isolated worker processes; yield (rel, document, outcome, message) for each.
 
@@ -361,15 +370,11 @@ def read_many(
     ``max_file_mb``, ``ocr``, ``ocr_lang``). Results come in completion order. The
     document is set only for ok and ok_partial; otherwise the message says why.
     """
-    if settings is None:
-        from ..settings import IngestSettings
-
-        settings = IngestSettings()
-    size = int(getattr(settings, "workers", 0) or 0) or cpu_count()
+    settings = settings or IngestSettings()
     pool = ReaderPool(
-        size,
-        float(getattr(settings, "timeout_s", 300.0)),
-        int(getattr(settings, "memory_mb", 2048)),
+        settings.workers or cpu_count(),
+        settings.timeout_s,
+        settings.memory_mb,
         ReadOptions.from_settings(settings),
     )
     with pool:
