@@ -27,7 +27,8 @@ WORDS = ("invoice travel laptop policy budget contract holiday printer office ba
 
 def write(folder: Path, i: int, version: int) -> None:
     rng = random.Random(i * 7919 + version)
-    text = f"Note {i} v{version}. " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(30, 90)))
+    words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(30, 90)))
+    text = f"Note {i} v{version}. {words}"
     p = folder / f"d{i % 100:02d}" / f"note{i:05d}.txt"
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(text)

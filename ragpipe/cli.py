@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = with_index(sub.add_parser("status", help="counts and last sync of an index"))
     sp = with_index(sub.add_parser("fsck", help="check the index; exit 1 on any problem"))
-    sp.add_argument("--repair", action="store_true", help="rebuild what is damaged from stored text")
+    sp.add_argument("--repair", action="store_true",
+                    help="rebuild what is damaged from stored text")
     sp = with_index(sub.add_parser("report", help="outcome of every file read into an index"))
     sp.add_argument("--format", choices=["table", "json", "csv"], default="table")
 
@@ -222,6 +223,7 @@ def cmd_fsck(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """Print every file's outcome with page and chunk counts, then a summary line."""
     pipe = _pipeline(args)
     reports = pipe.store.files()
     if args.format == "json":

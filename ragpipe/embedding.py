@@ -121,8 +121,9 @@ class SentenceTransformerEmbedder:
     def dim(self) -> int:
         """Vector dimension."""
         model = self._load()
-        get_dim = getattr(model, "get_embedding_dimension", None) or getattr(
-            model, "get_sentence_embedding_dimension"
+        get_dim = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
         )
         return int(get_dim())
 

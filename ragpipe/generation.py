@@ -129,7 +129,9 @@ class LlamaCppGenerator:
         tokens = llm.tokenize(
             result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
         )
-        stop = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
+        stop = result.stop if isinstance(result.stop, list) else []
+        if isinstance(result.stop, str):
+            stop = [result.stop]
         return tokens, stop
 
     def count_prompt_tokens(self, messages: Sequence[Message]) -> int:

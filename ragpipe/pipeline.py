@@ -182,7 +182,8 @@ class Pipeline:
         kept += [known[old].sha256 for old, _ in plan.renamed]
         kept += [known[r.path].sha256 for r in plan.skipped if r.path in known]
         plan.reembed = sorted(
-            {sha for sha in kept if sha and sha in stored_recipes and stored_recipes[sha][1] != embedder}
+            sha for sha in set(kept)
+            if sha and sha in stored_recipes and stored_recipes[sha][1] != embedder
         )
         return plan
 

@@ -233,7 +233,9 @@ class Store:
         try:
             index = faiss.read_index(str(f))
         except Exception as exc:
-            raise IndexCorrupt(f"{f} cannot be read ({exc}): repair with `ragpipe fsck --repair`")
+            raise IndexCorrupt(
+                f"{f} cannot be read ({exc}): repair with `ragpipe fsck --repair`"
+            ) from None
         if index.ntotal != gen.vectors:
             raise IndexCorrupt(f"{f} holds {index.ntotal} vectors, expected {gen.vectors}")
         return index

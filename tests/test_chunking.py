@@ -1,6 +1,8 @@
 import re
 
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from ragpipe.chunking import Chunker, heading_paths
 from ragpipe.datatypes import Document, Page
@@ -36,7 +38,7 @@ def test_chunks_overlap():
     text = " ".join(f"word{i}" for i in range(200))
     spans = make(size=20, overlap=5).split_text(text)
     assert len(spans) > 5
-    for (s1, e1), (s2, _) in zip(spans, spans[1:]):
+    for (_, e1), (s2, _) in zip(spans, spans[1:], strict=False):
         assert s2 < e1, "consecutive chunks should overlap"
 
 
@@ -52,7 +54,8 @@ def test_one_huge_word_is_cut_to_the_limit():
 
 
 def test_markdown_heading_path():
-    text = "# Guide\n\nintro\n\n## Week one\n\nday one\n\n### Monday\n\nlaptop\n\n## Week two\n\nmore"
+    text = ("# Guide\n\nintro\n\n## Week one\n\nday one\n\n### Monday\n\nlaptop\n\n"
+            "## Week two\n\nmore")
     paths = [p for _, p in heading_paths(text)]
     assert paths == ["Guide", "Guide > Week one", "Guide > Week one > Monday", "Guide > Week two"]
     doc = Document("g.md", (Page(None, text),), "md")
@@ -62,7 +65,8 @@ def test_markdown_heading_path():
 
 
 def test_real_tokenizer_never_exceeds_window(embedder):
-    text = ("Supercalifragilistic antidisestablishmentarianism " * 300) + "\n\n" + "日本語のテキスト" * 200
+    text = ("Supercalifragilistic antidisestablishmentarianism " * 300) + "\n\n"
+    text += "日本語のテキスト" * 200
     chunker = Chunker(embedder.count_tokens, 200, 30, embedder.max_tokens)
     spans = chunker.split_text(text)
     assert spans

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import CORPUS, ROOT
 from corpus_facts import FACTS
+
 from ragpipe.datatypes import Outcome
 from ragpipe.errors import IndexNotFound
 from ragpipe.pipeline import Pipeline
@@ -115,7 +115,8 @@ def test_default_model_answers_with_a_citation_of_the_right_file(corpus_pipeline
 
 def test_cli_ingest_search_ask(tmp_path):
     """The installed command, as a user runs it."""
-    env = {"RAGPIPE_PATHS_INDEXES": str(tmp_path / "idx"), "RAGPIPE_PATHS_MODELS": str(ROOT / "models"),
+    env = {"RAGPIPE_PATHS_INDEXES": str(tmp_path / "idx"),
+           "RAGPIPE_PATHS_MODELS": str(ROOT / "models"),
            "RAGPIPE_LLM_MODEL": "smollm2-135m", "RAGPIPE_LLM_MAX_TOKENS": "32",
            "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     exe = [sys.executable, "-m", "ragpipe"]

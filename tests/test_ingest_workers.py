@@ -41,8 +41,7 @@ def test_hang_memory_and_crash_kill_only_their_worker(tmp_path, test_readers):
     t0 = time.monotonic()
     res = run([(tmp_path / n, n) for n in names], workers=1, timeout_s=3, memory_mb=512)
     assert time.monotonic() - t0 < 30
-    assert res["hang.slowtest"][1:] == (Outcome.TIMEOUT, res["hang.slowtest"][2])
-    assert "timeout_s" in res["hang.slowtest"][2]
+    assert res["hang.slowtest"][1] is Outcome.TIMEOUT and "timeout_s" in res["hang.slowtest"][2]
     assert res["hog.memtest"][1] is Outcome.MEMORY_LIMIT
     assert res["boom.crashtest"][1] is Outcome.PARSE_ERROR
     assert "crashed (SIGABRT" in res["boom.crashtest"][2]

@@ -1,3 +1,5 @@
+import pytest
+
 from ragpipe.datatypes import Hit
 from ragpipe.prompts import (
     NOT_FOUND,
@@ -7,8 +9,6 @@ from ragpipe.prompts import (
     fit_prompt,
     remove_invalid_citations,
 )
-
-import pytest
 
 
 def hit(i, words=50):

@@ -77,7 +77,8 @@ def test_filter_returns_k_when_k_exist(tmp_path):
     store = Store(tmp_path / "idx")
     with store.writer(META) as w:
         for i in range(30):
-            add(w, f"c{i}", [f"text {i}"], seed=i, path=f"{'pol' if i % 3 == 0 else 'other'}/{i}.txt")
+            folder = "pol" if i % 3 == 0 else "other"
+            add(w, f"c{i}", [f"text {i}"], seed=i, path=f"{folder}/{i}.txt")
         w.publish()
     allowed = store.chunk_ids_where(path_prefix="pol/")
     hits = store.search(vec(1), k=5, allowed_ids=allowed)

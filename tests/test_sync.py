@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fakes import HashEmbedder
+
 from ragpipe.datatypes import Outcome
 from ragpipe.errors import IndexLocked
 from ragpipe.pipeline import Pipeline

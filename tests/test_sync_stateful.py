@@ -6,12 +6,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from fakes import HashEmbedder
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import ragpipe.store as store_mod
-from fakes import HashEmbedder
 from ragpipe.pipeline import Pipeline
 from ragpipe.settings import load_settings
 

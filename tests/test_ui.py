@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from conftest import CORPUS, ROOT
+from streamlit.testing.v1 import AppTest
 
 pytestmark = pytest.mark.e2e
 

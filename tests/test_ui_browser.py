@@ -12,7 +12,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import CORPUS, ROOT
 
 pytestmark = pytest.mark.e2e

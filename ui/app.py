@@ -12,9 +12,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import streamlit as st  # noqa: E402
-
 from pathlib import Path  # noqa: E402
+
+import streamlit as st  # noqa: E402
 
 from ragpipe.embedding import SentenceTransformerEmbedder  # noqa: E402
 from ragpipe.errors import RagpipeError  # noqa: E402
