@@ -228,7 +228,7 @@ class LlamaCppGenerator:
                 logprob = -float(np.log(np.exp(logits - top, dtype=np.float64).sum()))
                 if llama_cpp.llama_vocab_is_eog(vocab, tok):
                     break
-                held += decoder.decode(llm._model.token_to_piece(tok, special=False))
+                held += decoder.decode(self._piece(llm, tok))
                 cut = min((held.find(s) for s in stop if s and s in held), default=-1)
                 if cut >= 0:
                     yield held[:cut], logprob
@@ -266,6 +266,16 @@ class LlamaCppGenerator:
         p = np.exp(logits - top)
         py, pn = float(p[sorted(yes)].sum()), float(p[sorted(no)].sum())
         return py / (py + pn) if py + pn > 0 else 0.5
+
+    @staticmethod
+    def _piece(llm: Any, tok: int) -> bytes:
+        import ctypes
+
+        import llama_cpp
+
+        buf = ctypes.create_string_buffer(64)
+        n = llama_cpp.llama_token_to_piece(llm._model.vocab, tok, buf, 64, 0, False)
+        return buf.raw[: max(n, 0)]
 
     def _first_tokens(self, llm: Any, words: Sequence[str]) -> set[int]:
         out = set()

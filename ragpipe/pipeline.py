@@ -22,8 +22,7 @@ from .datatypes import Answer, Citation, FileReport, Hit, Outcome, SyncStats
 from .embedding import Embedder, SentenceTransformerEmbedder
 from .errors import ReadError
 from .generation import Generator, LlamaCppGenerator, strip_think
-from .ingest import FoundFile, read_document, walk
-from .ingest.readers import READER_VERSION
+from .ingest import READER_VERSION, FoundFile, read_many, walk
 from .prompts import NOT_FOUND, FittedPrompt, cited_numbers, fit_prompt, remove_invalid_citations
 from .settings import Settings, load_settings
 from .store import Store, Writer
@@ -121,7 +120,7 @@ class Pipeline:
         for f in walk(root, self.settings.ingest.skip, plan.scan_errors):
             if f.symlink_escape:
                 plan.skipped.append(
-                    FileReport(f.rel, Outcome.SKIPPED_SYMLINK, "symlink points outside the folder")
+                    FileReport(f.rel, Outcome.SKIPPED_SYMLINK, f.reason or "symlink not followed")
                 )
                 continue
             if f.size > max_bytes:
@@ -255,40 +254,9 @@ class Pipeline:
         bar = _bar(len(plan.to_read), "files", progress)
         last_publish = time.monotonic()
         since_publish = 0
-        for f, sha, is_new in plan.to_read:
-            row = known.get(f.rel)
-            try:
-                if w.has_content(sha, recipe, embedder.name):
-                    # Same bytes already stored for another path: share its chunks.
-                    n = len(w.chunks_of(sha))
-                    kind = Path(f.rel).suffix.lower().lstrip(".")
-                    w.set_file(f.rel, sha, f.size, f.mtime_ns, Outcome.OK, "", kind, 0, n)
-                else:
-                    doc, outcome = read_document(f.path, f.rel)
-                    assert chunker is not None
-                    chunks = chunker.split(doc)
-                    vectors = embedder.embed([c.text for c in chunks])
-                    # Store under the hash of the bytes actually read.
-                    w.put_content(
-                        doc.sha256, doc.kind, len(doc.pages), recipe, embedder.name,
-                        chunks, vectors, "; ".join(doc.notes),
-                    )
-                    w.set_file(
-                        f.rel, doc.sha256, f.size, f.mtime_ns, outcome, "; ".join(doc.notes),
-                        doc.kind, len(doc.pages), len(chunks),
-                    )
-                    chunks_added += len(chunks)
-                    bar.chunks(len(chunks))
-                (added if is_new else changed).append(f.rel)
-            except ReadError as exc:
-                outcome = Outcome(exc.outcome)
-                keep_old = bool(row and row.sha256)
-                w.set_file(
-                    f.rel, row.sha256 if keep_old and row else None, f.size, f.mtime_ns,
-                    outcome, str(exc), Path(f.rel).suffix.lower().lstrip("."), stale=keep_old,
-                )
-                failed.append(FileReport(f.rel, outcome, str(exc)))
-                bar.note(f"{f.rel}: {outcome.value}: {exc}")
+
+        def step() -> None:
+            nonlocal since_publish, last_publish, generation
             bar.update()
             since_publish += 1
             if not plan.reembed and (
@@ -297,6 +265,53 @@ class Pipeline:
             ):
                 generation = w.publish(note="checkpoint") or generation
                 since_publish, last_publish = 0, time.monotonic()
+
+        def share(f: FoundFile, sha: str) -> bool:
+            """Point a path at content already stored for another path (same bytes)."""
+            if not w.has_content(sha, recipe, embedder.name):
+                return False
+            outcome, message, kind, pages, n = w.content_facts(sha)
+            w.set_file(f.rel, sha, f.size, f.mtime_ns, outcome, message, kind, pages, n)
+            return True
+
+        to_parse: dict[str, tuple[FoundFile, bool]] = {}
+        for f, sha, is_new in plan.to_read:
+            if share(f, sha):
+                (added if is_new else changed).append(f.rel)
+                step()
+            else:
+                to_parse[f.rel] = (f, is_new)
+        # Parsing runs in isolated worker processes, overlapping with embedding here.
+        results = read_many(((f.path, f.rel) for f, _ in to_parse.values()), self.settings.ingest)
+        for rel, doc, outcome, message in results:
+            f, is_new = to_parse[rel]
+            row = known.get(rel)
+            if doc is None:
+                keep_old = bool(row and row.sha256)
+                w.set_file(
+                    rel, row.sha256 if keep_old and row else None, f.size, f.mtime_ns,
+                    outcome, message, Path(rel).suffix.lower().lstrip("."), stale=keep_old,
+                )
+                failed.append(FileReport(rel, outcome, message))
+                bar.note(f"{rel}: {outcome.value}: {message}")
+            elif not share(f, doc.sha256):  # stored under the hash of the bytes actually read
+                assert chunker is not None
+                chunks = chunker.split(doc)
+                vectors = embedder.embed([c.text for c in chunks])
+                notes = "; ".join(doc.notes)
+                w.put_content(
+                    doc.sha256, doc.kind, len(doc.pages), recipe, embedder.name, chunks,
+                    vectors, notes,
+                )
+                w.set_file(
+                    rel, doc.sha256, f.size, f.mtime_ns, outcome, notes, doc.kind,
+                    len(doc.pages), len(chunks),
+                )
+                chunks_added += len(chunks)
+                bar.chunks(len(chunks))
+            if doc is not None:
+                (added if is_new else changed).append(rel)
+            step()
         bar.close()
         for p in plan.deleted:
             w.remove_file(p)

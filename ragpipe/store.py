@@ -288,23 +288,110 @@ class Store:
         ``allowed_ids`` restricts the search to those chunk ids inside FAISS
         (a selector), so a filtered search still returns k hits when k exist.
         """
+        with self.snapshot() as conn:
+            return self._hits(conn, self.dense_pairs(conn, query, k, allowed_ids))
+
+    def dense_pairs(
+        self,
+        conn: sqlite3.Connection,
+        query: np.ndarray,
+        k: int,
+        allowed_ids: Sequence[int] | None = None,
+    ) -> list[tuple[int, float]]:
+        """(chunk id, cosine) of the ``k`` nearest vectors, best first, as seen by ``conn``.
+
+        Exact on a flat index. On an IVF index ``nprobe`` lists are scanned; a
+        filtered search that finds fewer than k there is repeated over every
+        list (exact within the allowed ids), so it still returns k when k exist.
+        """
         import faiss
 
-        with self.snapshot() as conn:
-            gen = self.current_generation()
-            index = self._live_index(gen)
-            if index is None or index.ntotal == 0:
+        index = self._live_index(self.current_generation(conn))
+        if index is None or index.ntotal == 0 or k <= 0:
+            return []
+        q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+        sel = None
+        want = min(k, index.ntotal)
+        if allowed_ids is not None:
+            if len(allowed_ids) == 0:
                 return []
-            q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
-            params = None
-            if allowed_ids is not None:
-                if len(allowed_ids) == 0:
-                    return []
-                sel = faiss.IDSelectorBatch(np.asarray(allowed_ids, dtype=np.int64))
-                params = faiss.SearchParameters(sel=sel)
-            scores, ids = index.search(q, min(k, index.ntotal), params=params)
+            sel = faiss.IDSelectorBatch(np.asarray(allowed_ids, dtype=np.int64))
+            want = min(want, len(allowed_ids))
+        nlist = _ivf_nlist(index)
+        if nlist:
+            nprobe = min(self.nprobe or faiss.extract_index_ivf(index).nprobe, nlist)
+            # SWIG keyword arguments: mypy cannot see them.
+            params: Any = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)  # type: ignore[call-arg]
+        else:
+            params = faiss.SearchParameters(sel=sel) if sel is not None else None  # type: ignore[call-arg]
+        scores, ids = index.search(q, want, params=params)
+        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        if nlist and len(pairs) < want:
+            params = faiss.SearchParametersIVF(sel=sel, nprobe=nlist)  # type: ignore[call-arg]
+            scores, ids = index.search(q, want, params=params)
             pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
-            return self._hits(conn, pairs)
+        return pairs
+
+    def keyword_pairs(
+        self, conn: sqlite3.Connection, match: str, k: int, where: tuple[str, list] | None = None
+    ) -> list[tuple[int, float]]:
+        """(chunk id, BM25) of the ``k`` best FTS5 matches of ``match``, best first.
+
+        ``match`` is an FTS5 query expression (see retrieval.keyword_query);
+        ``where`` is a condition on ``files f`` from ``filter_sql``. FTS5's
+        bm25() is negative (lower is better); it is returned negated.
+        """
+        if not match or k <= 0:
+            return []
+        sql = "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ?"
+        args: list[Any] = [match]
+        if where is not None:
+            sql += (
+                " AND rowid IN (SELECT c.id FROM chunks c JOIN files f ON f.sha256 = c.sha256 "
+                f"WHERE {where[0]})"
+            )
+            args += where[1]
+        sql += " ORDER BY s LIMIT ?"
+        try:
+            rows = conn.execute(sql, [*args, k]).fetchall()
+        except sqlite3.OperationalError:  # a query FTS5 cannot parse: no keyword matches
+            return []
+        return [(int(r[0]), -float(r[1])) for r in rows]
+
+    def vectors_for(self, conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """Stored vectors of the given chunk ids (those that exist)."""
+        out: dict[int, np.ndarray] = {}
+        for start in range(0, len(ids), 900):
+            part = list(ids[start : start + 900])
+            marks = ",".join("?" * len(part))
+            for cid, blob in conn.execute(
+                f"SELECT id, vector FROM chunks WHERE id IN ({marks})", part
+            ):
+                out[cid] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def neighbour_ids(
+        self, conn: sqlite3.Connection, ids: Sequence[int], n: int
+    ) -> dict[int, list[tuple[int, int]]]:
+        """For each chunk id, (offset, id) of the chunks up to ``n`` places before and after it
+        in the same document (offset -n..n, 0 excluded), in document order."""
+        out: dict[int, list[tuple[int, int]]] = {i: [] for i in ids}
+        if not ids or n <= 0:
+            return out
+        marks = ",".join("?" * len(ids))
+        rows = conn.execute(
+            "SELECT h.id, o.ordinal - h.ordinal, o.id FROM chunks h JOIN chunks o "
+            "ON o.sha256 = h.sha256 AND o.ordinal BETWEEN h.ordinal - ? AND h.ordinal + ? "
+            f"AND o.id != h.id WHERE h.id IN ({marks}) ORDER BY h.id, o.ordinal",
+            [n, n, *ids],
+        ).fetchall()
+        for hid, off, oid in rows:
+            out[hid].append((int(off), int(oid)))
+        return out
+
+    def hits_in(self, conn: sqlite3.Connection, pairs: Sequence[tuple[int, float]]) -> list[Hit]:
+        """Hits for (chunk id, score) pairs inside an open snapshot; unknown ids are skipped."""
+        return self._hits(conn, pairs)
 
     def hits_for(self, pairs: Sequence[tuple[int, float]]) -> list[Hit]:
         """Hits for (chunk id, score) pairs, in the given order; unknown ids are skipped."""
@@ -333,18 +420,49 @@ class Store:
             hits.append(Hit(cid, r[1], paths[0], r[2], r[3], r[4], score, r[5], tuple(paths[1:])))
         return hits
 
-    def chunk_ids_where(self, path_prefix: str = "", kinds: Iterable[str] = ()) -> list[int]:
-        """Ids of chunks whose file path starts with ``path_prefix`` and whose kind is listed."""
-        sql = "SELECT DISTINCT c.id FROM chunks c JOIN files f ON f.sha256 = c.sha256 WHERE 1"
+    @staticmethod
+    def filter_sql(
+        paths: Sequence[str] = (),
+        kinds: Sequence[str] = (),
+        modified_from_ns: int | None = None,
+        modified_to_ns: int | None = None,
+    ) -> tuple[str, list]:
+        """A SQL condition on ``files f`` and its arguments: path starts with one of
+        ``paths``, kind is one of ``kinds``, modified_from_ns <= mtime < modified_to_ns."""
+        conds: list[str] = []
         args: list[Any] = []
-        if path_prefix:
-            sql += " AND f.path >= ? AND f.path < ?"
-            args += [path_prefix, path_prefix + "\U0010ffff"]
-        kinds = list(kinds)
+        prefixes = [p for p in paths if p]
+        if prefixes:
+            conds.append("(" + " OR ".join("(f.path >= ? AND f.path < ?)" for _ in prefixes) + ")")
+            for p in prefixes:
+                args += [p, p + "\U0010ffff"]
+        kinds = [k for k in kinds if k]
         if kinds:
-            sql += f" AND f.kind IN ({','.join('?' * len(kinds))})"
-            args += kinds
-        return [r[0] for r in self._conn().execute(sql, args)]
+            conds.append(f"f.kind IN ({','.join('?' * len(kinds))})")
+            args += list(kinds)
+        if modified_from_ns is not None:
+            conds.append("f.mtime_ns >= ?")
+            args.append(int(modified_from_ns))
+        if modified_to_ns is not None:
+            conds.append("f.mtime_ns < ?")
+            args.append(int(modified_to_ns))
+        return (" AND ".join(conds) or "1"), args
+
+    def chunk_ids_where(
+        self,
+        path_prefix: str = "",
+        kinds: Iterable[str] = (),
+        modified_from_ns: int | None = None,
+        modified_to_ns: int | None = None,
+        conn: sqlite3.Connection | None = None,
+        paths: Sequence[str] = (),
+    ) -> list[int]:
+        """Ids of chunks of files matching the filter (see ``filter_sql``)."""
+        cond, args = self.filter_sql(
+            [path_prefix, *paths], list(kinds), modified_from_ns, modified_to_ns
+        )
+        sql = f"SELECT DISTINCT c.id FROM chunks c JOIN files f ON f.sha256 = c.sha256 WHERE {cond}"
+        return [r[0] for r in (conn or self._conn()).execute(sql, args)]
 
     def files(self) -> list[FileReport]:
         """The recorded outcome of every file, by path."""
@@ -518,6 +636,21 @@ class Writer:
             "SELECT recipe, embedder FROM contents WHERE sha256 = ?", (sha256,)
         ).fetchone()
         return row is not None and row[0] == recipe and row[1] == embedder
+
+    def content_facts(self, sha256: str) -> tuple[str, str, str, int, int]:
+        """(outcome, message, kind, pages, chunks) recorded for a stored content."""
+        row = self.conn.execute(
+            "SELECT outcome, message, kind, pages, chunks FROM files "
+            "WHERE sha256 = ? AND outcome IN ('ok', 'ok_partial') LIMIT 1",
+            (sha256,),
+        ).fetchone()
+        if row:
+            return row
+        kind, pages = self.conn.execute(
+            "SELECT kind, pages FROM contents WHERE sha256 = ?", (sha256,)
+        ).fetchone()
+        n = self.conn.execute("SELECT count(*) FROM chunks WHERE sha256 = ?", (sha256,)).fetchone()
+        return ("ok", "", kind, pages, n[0])
 
     def put_content(
         self,

@@ -54,13 +54,14 @@ class Counting:
         import ragpipe.pipeline as pl
 
         self.reads = 0
-        real = pl.read_document
+        real = pl.read_many
 
-        def counted(path, rel):
-            self.reads += 1
-            return real(path, rel)
+        def counted(files, settings=None):
+            for result in real(files, settings):
+                self.reads += 1
+                yield result
 
-        monkeypatch.setattr(pl, "read_document", counted)
+        monkeypatch.setattr(pl, "read_many", counted)
         self.embedder = HashEmbedder()
         self.embeds = 0
         real_embed = self.embedder.embed

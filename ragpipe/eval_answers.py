@@ -1,0 +1,285 @@
+"""Measuring answers end to end: `ragpipe eval answers` on SQuAD v2 questions.
+
+Every question goes through the product's own path (``Pipeline.stream``: retrieval,
+prompt, model, checks), over an index of the dataset's paragraphs built by an ordinary
+``Pipeline.sync`` (shared with ``ragpipe eval retrieval``: same folder, same index name).
+
+Scored as in the SQuAD v2 paper where it applies (normalized token F1 and exact match,
+best over the gold answers), plus:
+
+* containment: the normalized answer contains a normalized gold answer (fair to answers
+  that are longer than the gold span);
+* false refusals: answerable questions answered "not found";
+* abstention accuracy: unanswerable questions answered "not found";
+* citation validity: cited passages (on answerable questions, answered) that contain a
+  gold answer;
+* time to first token and total time, p50/p95.
+
+The sample is drawn deterministically: questions are shuffled with ``seed`` and
+``offset``..``offset+n`` taken, so two slices of one seed never overlap (tune on one,
+report on another). Every question's record (answer, signals, timings) is kept in the
+result so thresholds can be re-tuned offline (``rescore``) without running the model again.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import string
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .evaluation import index_name_for, load_squad, percentile, write_corpus
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class QA:
+    """One SQuAD v2 question: gold answers (empty when unanswerable) and its paragraph."""
+
+    id: str
+    question: str
+    answers: tuple[str, ...]
+    doc_id: str
+
+    @property
+    def answerable(self) -> bool:
+        """True when the paragraph answers it."""
+        return bool(self.answers)
+
+
+def load_questions(path: Path) -> list[QA]:
+    """All questions of a SQuAD (v1.1 or v2.0) JSON file, answerable or not, in file order."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"dataset {path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON ({exc})") from None
+    if not isinstance(data, dict) or "data" not in data:
+        raise ConfigError(f"{path} is not SQuAD JSON (no top-level 'data' list)")
+    out: list[QA] = []
+    for a, article in enumerate(data["data"]):
+        for p, para in enumerate(article["paragraphs"]):
+            doc_id = f"{a:03d}-{p:03d}"  # the ids evaluation.load_squad gives the paragraphs
+            for qa in para.get("qas", []):
+                golds = () if qa.get("is_impossible") else tuple(
+                    dict.fromkeys(x["text"] for x in qa.get("answers", []))
+                )
+                out.append(QA(str(qa["id"]), qa["question"], golds, doc_id))
+    return out
+
+
+def sample(questions: Sequence[QA], n: int, seed: int = 0, offset: int = 0) -> list[QA]:
+    """Questions ``offset``..``offset+n`` of a seeded shuffle (disjoint slices per seed)."""
+    order = list(questions)
+    random.Random(seed).shuffle(order)
+    return order[offset : offset + n]
+
+
+# ----- SQuAD scoring ---------------------------------------------------------------------------
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_CITES = re.compile(r"\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")
+
+
+def normalize(text: str) -> str:
+    """SQuAD's answer normalization: lower case, no punctuation, articles or extra spaces."""
+    text = _CITES.sub(" ", text.lower())
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    """Token-overlap F1 of normalized texts."""
+    p, g = normalize(prediction).split(), normalize(gold).split()
+    common = Counter(p) & Counter(g)
+    same = sum(common.values())
+    if not p or not g:
+        return float(p == g)
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(p), same / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    """1.0 when the normalized texts are equal."""
+    return float(normalize(prediction) == normalize(gold))
+
+
+def contains(text: str, gold: str) -> bool:
+    """The normalized gold answer occurs in the normalized text, on word boundaries."""
+    g = normalize(gold)
+    return bool(g) and f" {g} " in f" {normalize(text)} "
+
+
+# ----- the dataset's index ---------------------------------------------------------------------
+def ensure_index(pipeline_factory: Callable[[str], Any], dataset: Path,
+                 progress: Progress | None = None) -> Any:
+    """A Pipeline over the dataset's paragraphs, built (or reused) with ``Pipeline.sync``."""
+    ds = load_squad(Path(dataset))
+    probe = pipeline_factory("default")
+    name = index_name_for(ds, probe.embedder.name, probe.recipe(), True)
+    pipe = pipeline_factory(name)
+    pipe._embedder = probe.embedder  # share the loaded model
+    folder = pipe.settings.paths.indexes / ".eval-corpora" / name
+    assert ds.docs is not None
+    write_corpus(ds.docs, folder, True)
+    pipe.sync(folder, command="eval", progress=progress)
+    return pipe
+
+
+# ----- the runner ------------------------------------------------------------------------------
+def record(qa: QA, answer: Any, doc_of: Callable[[str], str]) -> dict[str, Any]:
+    """What one question's run produced, with its scores (JSON-ready)."""
+    text = answer.text if answer.found else ""
+    golds = qa.answers
+    rec: dict[str, Any] = {
+        "id": qa.id,
+        "question": qa.question,
+        "answerable": qa.answerable,
+        "gold": list(golds),
+        "found": bool(answer.found),
+        "text": answer.text,
+        "withheld": getattr(answer, "withheld", ""),
+        "abstain_reason": getattr(answer, "abstain_reason", ""),
+        "gold_doc": qa.doc_id,
+        "docs": [doc_of(h.source) for h in answer.hits],
+        "dropped": len(answer.dropped),
+        "prompt_tokens": answer.prompt_tokens,
+        "answer_tokens": answer.answer_tokens,
+        "timings": {k: round(v, 3) for k, v in answer.timings.items()},
+        "signals": {k: round(v, 4) for k, v in getattr(answer, "signals", {}).items()},
+        "citations": [
+            {"n": c.n, "doc": doc_of(c.hit.source), "supported": c.supported,
+             "valid": any(contains(c.hit.text, g) for g in golds) if golds else None}
+            for c in answer.citations
+        ],
+    }
+    draft = answer.text if answer.found else rec["withheld"]
+    rec["draft"] = draft
+    if golds:
+        rec["f1"] = max(token_f1(text, g) for g in golds)
+        rec["em"] = max(exact_match(text, g) for g in golds)
+        rec["contained"] = any(contains(text, g) for g in golds)
+        rec["draft_contained"] = any(contains(draft, g) for g in golds)
+        rec["gold_in_context"] = any(
+            contains(h.text, g) for h in answer.hits for g in golds
+        )
+    return rec
+
+
+def summarize(records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The report's figures from per-question records."""
+    ans = [r for r in records if r["answerable"]]
+    una = [r for r in records if not r["answerable"]]
+    mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
+    cites = [c for r in ans if r["found"] for c in r["citations"]]
+    ttft = [r["timings"]["first_token_s"] for r in records if "first_token_s" in r["timings"]]
+    total = [r["timings"]["total_s"] for r in records if "total_s" in r["timings"]]
+    return {
+        "questions": len(records),
+        "answerable": len(ans),
+        "unanswerable": len(una),
+        "f1": mean([r["f1"] for r in ans]),
+        "em": mean([r["em"] for r in ans]),
+        "contained": mean([float(r["contained"]) for r in ans]),
+        "false_refusal": mean([float(not r["found"]) for r in ans]),
+        "gold_in_context": mean([float(r["gold_in_context"]) for r in ans]),
+        "f1_answered": mean([r["f1"] for r in ans if r["found"]]),
+        "abstain_ok": mean([float(not r["found"]) for r in una]),
+        "citations": len(cites),
+        "citation_valid": mean([float(bool(c["valid"])) for c in cites]),
+        "answered_cited": mean([float(bool(r["citations"])) for r in ans if r["found"]]),
+        "ttft_p50_s": percentile(ttft, 50),
+        "ttft_p95_s": percentile(ttft, 95),
+        "total_p50_s": percentile(total, 50),
+        "total_p95_s": percentile(total, 95),
+    }
+
+
+def run(
+    pipeline_or_settings: Any,
+    dataset: Path,
+    n: int = 200,
+    seed: int = 0,
+    offset: int = 0,
+    progress: Progress | None = None,
+    pipeline_factory: Callable[[str], Any] | None = None,
+) -> dict[str, Any]:
+    """Run ``n`` sampled questions of a SQuAD file through the full pipeline and score them.
+
+    ``pipeline_or_settings`` is a Pipeline (its settings, embedder and generator are reused
+    for the dataset's index) or a Settings. Returns ``{"metrics", "settings", "records"}``.
+    """
+    from .pipeline import Pipeline
+    from .settings import Settings
+
+    if pipeline_factory is None:
+        if isinstance(pipeline_or_settings, Settings):
+            settings, emb, gen = pipeline_or_settings, None, None
+        else:
+            base = pipeline_or_settings
+            settings, emb, gen = base.settings, base._embedder, base._generator
+
+        def pipeline_factory(name: str) -> Any:
+            return Pipeline(settings, name, embedder=emb, generator=gen)
+
+    questions = sample(load_questions(Path(dataset)), n, seed, offset)
+    if not questions:
+        raise ConfigError(f"{dataset}: no questions in the slice {offset}..{offset + n}")
+    t0 = time.monotonic()
+    pipe = ensure_index(pipeline_factory, Path(dataset), progress)
+    build_s = time.monotonic() - t0
+    doc_of = lambda path: path.rsplit(".", 1)[0]  # noqa: E731  "000-001.txt" -> "000-001"
+    pipe.generator.count_prompt_tokens([{"role": "user", "content": "warm up"}])  # load model
+    records = []
+    for i, qa in enumerate(questions, start=1):
+        answer = pipe.ask(qa.question)
+        records.append(record(qa, answer, doc_of))
+        if progress:
+            progress("questions", i, len(questions))
+    s = pipe.settings
+    return {
+        "dataset": Path(dataset).name,
+        "sample": {"n": len(questions), "seed": seed, "offset": offset},
+        "settings": {
+            "model": pipe.generator.name,
+            "threads": getattr(pipe.generator, "threads", None),
+            "n_ctx": s.llm.n_ctx,
+            "max_tokens": s.llm.max_tokens,
+            "top_k": s.retrieval.top_k,
+            "answer": dict(vars(s.answer)) if hasattr(s, "answer") else {},
+            "index": pipe.index_name,
+        },
+        "build_s": round(build_s, 1),
+        "metrics": summarize(records),
+        "records": records,
+    }
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """The figures of a run as plain text."""
+    m = result["metrics"]
+    smp = result["sample"]
+    lines = [
+        f"{result['dataset']}: {smp['n']} questions (seed {smp['seed']}, offset {smp['offset']}),"
+        f" model {result['settings']['model']}",
+        f"answerable ({m['answerable']}): token F1 {m['f1']:.3f}  EM {m['em']:.3f}  "
+        f"gold contained {m['contained']:.1%}  wrongly refused {m['false_refusal']:.1%}  "
+        f"(gold in context {m['gold_in_context']:.1%})",
+        f"unanswerable ({m['unanswerable']}): correctly abstained {m['abstain_ok']:.1%}",
+        f"citations: {m['citations']} on answered answerable questions, "
+        f"{m['citation_valid']:.1%} contain a gold answer; "
+        f"{m['answered_cited']:.1%} of those answers cite",
+        f"time to first token p50 {m['ttft_p50_s']:.2f} s  p95 {m['ttft_p95_s']:.2f} s;  "
+        f"total p50 {m['total_p50_s']:.2f} s  p95 {m['total_p95_s']:.2f} s",
+    ]
+    return "\n".join(lines)
