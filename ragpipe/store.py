@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import math
 import os
 import sqlite3
 import threading
@@ -107,6 +108,41 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+# Exact (flat) search below this many chunks, IVF from there on; see benchmarks/bench_retrieval.py.
+ANN_THRESHOLD = 200_000
+IVF_LISTS_PER_SQRT = 4  # nlist = 4 * sqrt(n)
+IVF_NPROBE = 32  # lists scanned per query: recall@10 >= 0.95 against exact search, measured
+
+
+def ivf_nlist_for(n: int) -> int:
+    """Number of IVF lists for ``n`` vectors."""
+    return max(16, round(IVF_LISTS_PER_SQRT * math.sqrt(max(n, 1))))
+
+
+def _ivf_nlist(index: Any) -> int:
+    """The number of lists of an IVF index; 0 for any other (flat) index."""
+    import faiss
+
+    try:
+        return int(faiss.extract_index_ivf(index).nlist)
+    except (RuntimeError, TypeError):
+        return 0
+
+
+def _needs_new_layout(index: Any, n: int, threshold: int) -> bool:
+    """True when the index type no longer suits ``n`` vectors.
+
+    That is: flat past the threshold, IVF below half of it (hysteresis), or IVF
+    lists trained for a collection about 4x larger or smaller.
+    """
+    nlist = _ivf_nlist(index)
+    if not nlist:
+        return n >= threshold
+    if n < threshold // 2:
+        return True
+    return not (nlist / 2 <= ivf_nlist_for(n) <= nlist * 2)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -161,6 +197,10 @@ class Store:
         self._faiss_lock = threading.Lock()
         self._loaded: tuple[int, Any] | None = None  # (generation id, faiss index)
         self.warnings: list[str] = []
+        # Approximate search (see build_faiss): the size from which publish writes an IVF
+        # index, and the lists it scans per query (0: the value stored in the index).
+        self.ann_threshold = ANN_THRESHOLD
+        self.nprobe = 0
 
     # ----- opening -------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -373,8 +413,10 @@ class Store:
     def neighbour_ids(
         self, conn: sqlite3.Connection, ids: Sequence[int], n: int
     ) -> dict[int, list[tuple[int, int]]]:
-        """For each chunk id, (offset, id) of the chunks up to ``n`` places before and after it
-        in the same document (offset -n..n, 0 excluded), in document order."""
+        """The chunks up to ``n`` places before and after each chunk, in its document.
+
+        Returns chunk id -> [(offset, id)] in document order (offset -n..n, 0 excluded).
+        """
         out: dict[int, list[tuple[int, int]]] = {i: [] for i in ids}
         if not ids or n <= 0:
             return out
@@ -427,8 +469,11 @@ class Store:
         modified_from_ns: int | None = None,
         modified_to_ns: int | None = None,
     ) -> tuple[str, list]:
-        """A SQL condition on ``files f`` and its arguments: path starts with one of
-        ``paths``, kind is one of ``kinds``, modified_from_ns <= mtime < modified_to_ns."""
+        """A SQL condition on ``files f`` and its arguments.
+
+        Path starts with one of ``paths``, kind is one of ``kinds``, and
+        ``modified_from_ns <= mtime_ns < modified_to_ns``; empty parts are ignored.
+        """
         conds: list[str] = []
         args: list[Any] = []
         prefixes = [p for p in paths if p]
@@ -809,13 +854,33 @@ class Writer:
 
         With ``base`` (the previous generation's index), only removed and added
         vectors are applied; otherwise everything is rebuilt from SQLite.
+
+        Below ``store.ann_threshold`` chunks the index is exact: IndexIDMap2 over
+        IndexFlatIP. From there on it is an IndexIVFFlat (inner product,
+        ``4*sqrt(n)`` lists, trained on the stored vectors), chosen over HNSW
+        because IVF removes ids exactly (``remove_ids``), so deletes stay exact
+        and incremental; HNSW cannot delete. The lists are re-trained when the
+        collection grows or shrinks about 4-fold, and the index turns flat again
+        below half the threshold. Measured in benchmarks/bench_retrieval.py.
         """
         import faiss
 
         dim = int(self.conn.execute("SELECT value FROM meta WHERE key='dim'").fetchone()[0])
+        n = int(self.conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+        if base is not None and _needs_new_layout(base, n, self.store.ann_threshold):
+            base = None
         if base is None:
-            index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
             ids = [r[0] for r in self.conn.execute("SELECT id FROM chunks ORDER BY id")]
+            if n >= self.store.ann_threshold:
+                nlist = ivf_nlist_for(n)
+                index = faiss.IndexIVFFlat(
+                    faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT
+                )
+                step = max(1, len(ids) // (64 * nlist))  # FAISS samples 256/list at most
+                index.train(self._vectors(ids[::step]))
+                index.nprobe = min(IVF_NPROBE, nlist)
+            else:
+                index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         else:
             index = base
             removed = np.asarray(sorted(set(self._removed)), dtype=np.int64)
