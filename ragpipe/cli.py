@@ -33,8 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     sp = with_index(sub.add_parser("search", help="show the passages that match a question"))
     sp.add_argument("question")
     sp.add_argument("-k", type=int, default=None, help="number of passages")
-    sp.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
-                    help="filter: path=PREFIX or type=pdf (repeatable)")
+    sp.add_argument("--where", action="append", default=[], metavar="FILTER",
+                    help="filter inside the search: path=PREFIX, type=pdf, modified>=2024-01-01 "
+                         "(also >, <, <=, =); repeatable, paths and types match any")
+    sp.add_argument("--mode", choices=["dense", "bm25", "hybrid"],
+                    help="retrieval mode (default: retrieval.mode, hybrid)")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
     sp = with_index(sub.add_parser("ask", help="answer a question from the documents"))
@@ -48,6 +51,20 @@ def _parser() -> argparse.ArgumentParser:
                     help="rebuild what is damaged from stored text")
     sp = with_index(sub.add_parser("report", help="outcome of every file read into an index"))
     sp.add_argument("--format", choices=["table", "json", "csv"], default="table")
+
+    ep = sub.add_parser("eval", help="measure retrieval on a dataset")
+    ep.add_argument("what", choices=["retrieval"])
+    ep.add_argument("--dataset", type=Path, required=True,
+                    help="BEIR folder, SQuAD .json, or .jsonl/.csv of question -> expected source")
+    ep.add_argument("--split", default="test", help="BEIR qrels split (default: test)")
+    ep.add_argument("--mode", default=None,
+                    help="dense, bm25, hybrid, a comma list, or all (default: retrieval.mode)")
+    ep.add_argument("--index", default=None,
+                    help="index to measure a question -> source set on (and to reuse for a "
+                         "dataset instead of its own eval-* index)")
+    ep.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    ep.add_argument("--json", type=Path, default=None, metavar="OUT",
+                    help="also write the figures as JSON to OUT ('-' for stdout)")
 
     mp = sub.add_parser("models", help="prepare or list the default models")
     mp.add_argument("action", choices=["prepare", "list"])
@@ -108,22 +125,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_where(items: list[str]) -> dict:
-    where: dict = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or key not in ("path", "type"):
-            raise SystemExit(f"ragpipe: --where takes path=PREFIX or type=KIND, not {item!r}")
-        if key == "type":
-            where.setdefault("type", []).append(value.lower().lstrip("."))
-        else:
-            where["path"] = value
-    return where
+def _parse_where(items: list[str]):  # noqa: ANN202 - a retrieval.Filter or None
+    from .retrieval import parse_where
+
+    return parse_where(items)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     pipe = _pipeline(args)
-    hits = pipe.search(args.question, args.k, _parse_where(args.where) or None)
+    hits = pipe.search(args.question, args.k, _parse_where(args.where), mode=args.mode)
     if args.json:
         print(json.dumps([h.__dict__ for h in hits], indent=2))
         return 0
@@ -275,6 +285,46 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import format_table, run_retrieval_eval
+    from .retrieval import MODES
+
+    settings = _settings(args)
+    if args.mode in (None, ""):
+        modes: list[str | None] = [None]
+    elif args.mode == "all":
+        modes = list(MODES)
+    else:
+        modes = [m.strip() for m in args.mode.split(",") if m.strip()]
+        bad = [m for m in modes if m not in MODES]
+        if bad:
+            print(f"ragpipe: error: --mode {bad[0]!r}: use {', '.join(MODES)} or all",
+                  file=sys.stderr)
+            return 2
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if sys.stderr.isatty() and (done == total or done % 50 == 0):
+            print(f"\r{stage} {done}/{total}", end="\n" if done == total else "",
+                  file=sys.stderr, flush=True)
+
+    reports = run_retrieval_eval(
+        settings, args.dataset, args.split, modes, args.limit, args.index, progress=progress
+    )
+    out = sys.stderr if args.json is not None and str(args.json) == "-" else sys.stdout
+    print(format_table(reports), file=out)
+    for r in reports:
+        if r.skipped:
+            print(f"note: {r.skipped} question(s) expect a source that is not in index "
+                  f"{r.index!r}", file=out)
+    if args.json is not None:
+        text = json.dumps([r.as_dict() for r in reports], indent=2)
+        if str(args.json) == "-":
+            print(text)
+        else:
+            args.json.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
 COMMANDS = {
     "ingest": cmd_ingest,
     "sync": cmd_sync,
@@ -284,6 +334,7 @@ COMMANDS = {
     "report": cmd_report,
     "fsck": cmd_fsck,
     "models": cmd_models,
+    "eval": cmd_eval,
 }
 
 

@@ -90,12 +90,52 @@ class Hit:
 
 @dataclass(frozen=True)
 class Citation:
-    """An inline [n] marker of an answer, resolved to the passage it names."""
+    """An inline [n] marker of an answer, resolved to the passage it names and checked.
+
+    ``span`` is the supporting text as character offsets into the page text of
+    ``hit.source`` / ``hit.page`` (the same coordinates as ``hit.start``/``hit.end``), so
+    a UI can highlight it.
+    """
 
     n: int
     hit: Hit
     supported: bool | None = None  # None: not checked
     span: tuple[int, int] | None = None  # supporting text, offsets into the page text
+    score: float = 0.0  # share of the sentence's content words found in the passage
+    sentence: str = ""  # the answer sentence that cites the passage (markers removed)
+    inferred: bool = False  # the model did not cite; ragpipe found the supporting passage
+
+    @property
+    def source(self) -> str:
+        """The cited file, relative to the index's root."""
+        return self.hit.source
+
+    @property
+    def page(self) -> int | None:
+        """The cited page (None for files without pages)."""
+        return self.hit.page
+
+
+@dataclass(frozen=True)
+class Support:
+    """How an answer's claims are backed by its passages (a summary of its citations)."""
+
+    citations: int = 0
+    supported: int = 0
+    unsupported: int = 0
+    uncited_sentences: int = 0  # sentences with a claim that no passage supports
+    confidence: float | None = None  # calibrated P(the answer is grounded); None: not checked
+
+    @property
+    def verdict(self) -> str:
+        """'supported', 'partly supported', 'unsupported' or 'not checked'."""
+        if self.confidence is None and not self.citations:
+            return "not checked"
+        if self.citations and not self.unsupported and not self.uncited_sentences:
+            return "supported"
+        if self.supported:
+            return "partly supported"
+        return "unsupported"
 
 
 @dataclass(frozen=True)
@@ -108,9 +148,19 @@ class Answer:
     hits: tuple[Hit, ...]  # passages placed in the prompt, numbered [1].. in order
     dropped: tuple[Hit, ...] = ()  # retrieved but left out to fit the context window
     prompt_tokens: int = 0
-    answer_tokens: int = 0
+    answer_tokens: int = 0  # visible tokens (reasoning in <think> blocks not counted)
     found: bool = True  # False when ragpipe answered "not found in the documents"
     timings: dict[str, float] = field(default_factory=dict, compare=False)
+    support: Support = field(default_factory=Support)
+    # Why ragpipe said "not found": "" (it answered), "no passages", "not relevant"
+    # (retrieval found nothing close enough), "not supported" (the draft failed the
+    # checks), "model" (the model itself said so).
+    abstain_reason: str = ""
+    withheld: str = ""  # the model's draft when it was replaced by "not found"
+    query: str = ""  # what was searched: the question, or a follow-up made standalone
+    token_parts: dict[str, int] = field(default_factory=dict, compare=False)
+    think_tokens: int = 0  # reasoning tokens generated and removed
+    signals: dict[str, float] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

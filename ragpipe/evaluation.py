@@ -70,7 +70,7 @@ class EvalSet:
     fingerprint: str = ""  # changes when the corpus changes
 
 
-# ----- loading -------------------------------------------------------------------------------
+# ----- loading -----------------------------------------------------------------------------------
 def load_dataset(path: Path, split: str = "test") -> EvalSet:
     """Read a BEIR folder, a SQuAD JSON file or a user JSONL/CSV of question -> source."""
     path = Path(path)
@@ -184,7 +184,7 @@ def load_pairs(path: Path) -> EvalSet:
     return EvalSet(path.stem, "pairs", queries, None, _file_digest(path))
 
 
-# ----- metrics -------------------------------------------------------------------------------
+# ----- metrics -----------------------------------------------------------------------------------
 def ndcg_at(ranked: Sequence[str], relevant: dict[str, int], k: int = 10) -> float:
     """nDCG@k with linear gains (as BEIR's pytrec_eval): sum rel/log2(rank+1), normalized."""
     dcg = sum(relevant.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
@@ -330,78 +330,105 @@ def index_name_for(ds: EvalSet, embedder: str, recipe: str, with_titles: bool) -
 Progress = Callable[[str, int, int], None]
 
 
-def run_retrieval_eval(
-    pipeline_factory: Callable[[str], Any],
-    dataset: Path,
-    split: str = "test",
-    mode: str | None = None,
-    limit: int | None = None,
-    index: str | None = None,
-    with_titles: bool = True,
-    progress: Progress | None = None,
-) -> EvalReport:
-    """Build or reuse the dataset's index, run every question through search, score it.
+def prepare_index(
+    settings: Any, ds: EvalSet, embedder: Any = None, index: str | None = None,
+    with_titles: bool = True, progress: Progress | None = None,
+) -> tuple[Any, Callable[[str], str], float]:
+    """The Pipeline over ``ds``'s index (built or brought up to date), path -> doc id, seconds.
 
-    ``pipeline_factory(index_name)`` returns a Pipeline for that index (so callers
-    choose settings and may share one loaded embedder). ``index`` names an
-    existing index to measure a question -> source set against. ``limit``
-    takes the first N questions (for smoke tests).
+    A question -> source set (no corpus) is measured on the existing index ``index``.
     """
-    ds = load_dataset(dataset, split)
-    queries = ds.queries[:limit] if limit else ds.queries
-    build_s = 0.0
+    from .pipeline import Pipeline
+
     if ds.docs is None:
         if not index:
             raise ConfigError(
-                f"{dataset} lists questions and expected sources only: name the index that "
+                f"{ds.name} lists questions and expected sources only: name the index that "
                 "holds those documents with --index"
             )
-        pipe = pipeline_factory(index)
-        doc_of: Callable[[str], str] = lambda path: path  # noqa: E731
-    else:
-        probe = pipeline_factory("default")
-        name = index or index_name_for(
-            ds, probe.embedder.name, probe.recipe(), with_titles
-        )
-        pipe = pipeline_factory(name)
-        pipe._embedder = probe.embedder  # share the loaded model
-        folder = pipe.settings.paths.indexes / ".eval-corpora" / name
-        t0 = time.monotonic()
-        mapping = write_corpus(ds.docs, folder, with_titles)
-        pipe.sync(folder, command="eval", progress=progress)
-        build_s = time.monotonic() - t0
-        doc_of = lambda path: mapping.get(path, path)  # noqa: E731
+        pipe = Pipeline(settings, index, embedder=embedder)
+        pipe.store.meta()  # raises IndexNotFound with the command to build it
+        return pipe, (lambda path: path), 0.0
+    probe = Pipeline(settings, "default", embedder=embedder)
+    name = index or index_name_for(ds, probe.embedder.name, probe.recipe(), with_titles)
+    pipe = Pipeline(settings, name, embedder=probe.embedder)
+    pipe.store.ann_threshold = settings.retrieval.ann_threshold
+    folder = settings.paths.indexes / ".eval-corpora" / name
+    t0 = time.monotonic()
+    mapping = write_corpus(ds.docs, folder, with_titles)
+    pipe.sync(folder, command="eval", progress=progress)
+    return pipe, (lambda path: mapping.get(path, path)), time.monotonic() - t0
+
+
+def evaluate(
+    pipe: Any,
+    ds: EvalSet,
+    doc_of: Callable[[str], str],
+    mode: str | None = None,
+    limit: int | None = None,
+    progress: Progress | None = None,
+) -> EvalReport:
+    """Run every question of ``ds`` through ``pipe.search`` and score the document rankings.
+
+    Latency is measured per question around ``pipe.search`` (query embedding,
+    dense and keyword search, fusion, loading the hits), after one warm-up query.
+    """
+    queries = ds.queries[:limit] if limit else ds.queries
     retrieval = pipe.settings.retrieval
     mode = mode or retrieval.mode
-    depth_chunks = max(DEPTH * 3, 60)  # chunks fetched so that DEPTH documents remain
-    runs: list[tuple[list[str], dict[str, int]]] = []
-    latencies: list[float] = []
+    depth_chunks = max(3 * DEPTH, 60)  # chunks fetched so that DEPTH documents remain
     skipped = 0
     if ds.kind == "pairs":
         known = {r.path for r in pipe.store.files()}
-        missing = [q for q in queries if not any(s in known for s in q.relevant)]
-        skipped = len(missing)
+        skipped = sum(1 for q in queries if not any(s in known for s in q.relevant))
     pipe.search("warm up", k=1, mode=mode)  # load the model and the index before timing
+    runs: list[tuple[list[str], dict[str, int]]] = []
+    latencies: list[float] = []
     for n, q in enumerate(queries, start=1):
         t0 = time.perf_counter()
         hits = pipe.search(q.text, k=depth_chunks, mode=mode, shape=False)
         latencies.append((time.perf_counter() - t0) * 1000)
-        ranked = rank_documents(
-            [doc_of(h.source), *(doc_of(p) for p in h.also_in)] for h in hits
-        )
+        ranked = rank_documents([doc_of(h.source), *(doc_of(p) for p in h.also_in)] for h in hits)
         runs.append((ranked, q.relevant))
         if progress:
             progress("queries", n, len(queries))
-    metrics = score_run(runs, latencies)
     settings = {
         "embedder": pipe.embedder.name,
         "chunking": f"size={pipe.settings.chunking.size},overlap={pipe.settings.chunking.overlap}",
-        "mode": mode,
-        "rrf_k": retrieval.rrf_k,
-        "candidates": retrieval.candidates,
         "chunks": pipe.store.count_chunks(),
     }
-    return EvalReport(ds.name, split, mode, pipe.index_name, metrics, settings, build_s, skipped)
+    if mode == "hybrid":
+        settings["fusion"] = retrieval.fusion
+        settings["keyword_weight" if retrieval.fusion == "convex" else "rrf_k"] = (
+            retrieval.keyword_weight if retrieval.fusion == "convex" else retrieval.rrf_k
+        )
+    if mode != "bm25":
+        settings["candidates"] = retrieval.candidates
+    return EvalReport(
+        ds.name, "", mode, pipe.index_name, score_run(runs, latencies), settings, 0.0, skipped
+    )
+
+
+def run_retrieval_eval(
+    settings: Any,
+    dataset: Path,
+    split: str = "test",
+    modes: Sequence[str | None] = (None,),
+    limit: int | None = None,
+    index: str | None = None,
+    embedder: Any = None,
+    progress: Progress | None = None,
+) -> list[EvalReport]:
+    """Load ``dataset``, build or reuse its index, and measure each of ``modes`` on it."""
+    ds = load_dataset(Path(dataset), split)
+    pipe, doc_of, build_s = prepare_index(settings, ds, embedder, index, progress=progress)
+    reports = []
+    for mode in modes:
+        r = evaluate(pipe, ds, doc_of, mode, limit, progress)
+        r.split = split if ds.kind == "beir" else ""
+        r.build_s = build_s
+        reports.append(r)
+    return reports
 
 
 def format_table(reports: Sequence[EvalReport]) -> str:
@@ -419,7 +446,9 @@ def format_table(reports: Sequence[EvalReport]) -> str:
                for c in cols]
         )
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(heads)]
-    line = lambda cells: "  ".join(  # noqa: E731
-        c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
-    )
+
+    def line(cells: Sequence[str]) -> str:
+        pairs = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in pairs)
+
     return "\n".join([line(heads), *(line(r) for r in rows)])

@@ -18,12 +18,22 @@ from pathlib import Path
 
 from . import models
 from .chunking import Chunker, chunk_settings_key
-from .datatypes import Answer, Citation, FileReport, Hit, Outcome, SyncStats
+from .datatypes import Answer, Citation, FileReport, Hit, Outcome, Support, SyncStats
 from .embedding import Embedder, SentenceTransformerEmbedder
 from .errors import ReadError
-from .generation import Generator, LlamaCppGenerator, strip_think
+from .followup import history_messages, standalone_query
+from .generation import Generator, LlamaCppGenerator, ThinkFilter, strip_think
+from .grounding import CALIBRATION, check_answer, question_coverage, signals_for
 from .ingest import READER_VERSION, FoundFile, read_many, walk
-from .prompts import NOT_FOUND, FittedPrompt, cited_numbers, fit_prompt, remove_invalid_citations
+from .prompts import (
+    NOT_FOUND,
+    FittedPrompt,
+    cited_numbers,
+    fit_prompt,
+    judge_messages,
+    remove_invalid_citations,
+)
+from .retrieval import Filter, Retriever
 from .settings import Settings, load_settings
 from .store import Store, Writer
 
@@ -347,34 +357,63 @@ class Pipeline:
         return problems, done
 
     # ----- search --------------------------------------------------------------------------
-    def search(self, question: str, k: int | None = None, where: dict | None = None) -> list[Hit]:
-        """The ``k`` passages most relevant to ``question``."""
-        k = k or self.settings.retrieval.top_k
+    def search(
+        self,
+        question: str,
+        k: int | None = None,
+        where: Filter | dict | None = None,
+        mode: str | None = None,
+        shape: bool = True,
+    ) -> list[Hit]:
+        """The ``k`` passages most relevant to ``question`` (see retrieval.py).
+
+        ``where`` filters by path prefix, file type and modified date (a
+        retrieval.Filter or a dict with path/type/modified_from/modified_to);
+        ``mode`` is dense, bm25 or hybrid (default: retrieval.mode);
+        ``shape=False`` returns the raw ranking (no dedup, neighbours or floor).
+        """
+        r = self.settings.retrieval
+        k = k or r.top_k
         self.store.check_embedder(self.embedder.name)
-        allowed = None
-        if where:
-            allowed = self.store.chunk_ids_where(where.get("path", ""), where.get("type", ()))
-        query = self.embedder.embed_query(question)
-        hits = self.store.search(query, k, allowed)
-        floor = self.settings.retrieval.min_score
-        return [h for h in hits if h.score >= floor]
+        self.store.nprobe = r.nprobe
+        return Retriever(self.store, self.embedder, r).search(question, k, where, mode, shape)
 
     # ----- answers -------------------------------------------------------------------------
     def prepare(
-        self, question: str, history: Sequence[dict] = (), hits: Sequence[Hit] | None = None
+        self,
+        question: str,
+        history: Sequence[dict] = (),
+        hits: Sequence[Hit] | None = None,
+        query: str | None = None,
     ) -> FittedPrompt:
-        """Retrieve passages and fit them into the model's budget."""
+        """Retrieve passages for ``query`` (default: the question) and fit them into the budget.
+
+        The budget is ``llm.n_ctx - llm.max_tokens``, counted with the model's tokenizer
+        over system prompt, the latest ``answer.history_turns`` of ``history``, passages and
+        question; passages that do not fit are dropped whole, lowest ranked first.
+        """
+        a = self.settings.answer
         if hits is None:
-            hits = self.search(question)
+            hits = self.search(query or question, k=a.passages or None)
         gen = self.generator
         budget = gen.n_ctx - self.settings.llm.max_tokens
-        return fit_prompt(question, hits, gen.count_prompt_tokens, budget, history)
+        turns = history_messages(history, a.history_turns)
+        return fit_prompt(question, hits, gen.count_prompt_tokens, budget, turns, a.style)
 
     def stream(self, question: str, history: Sequence[dict] = ()) -> AnswerStream:
-        """Start answering: iterate the returned stream for text, then read ``.answer``."""
+        """Start answering: iterate the returned stream for text, then read ``.answer``.
+
+        ``history`` is the chat so far (``{"role", "content"}`` dicts, oldest first); a
+        follow-up question is made standalone for the search (``answer.rewrite``).
+        """
         t0 = time.monotonic()
-        fitted = self.prepare(question, history)
-        return AnswerStream(self, question, fitted, t0)
+        a = self.settings.answer
+        query = question
+        if history:
+            gen = self.generator if a.rewrite == "model" else None
+            query = standalone_query(question, history, a.rewrite, gen)
+        fitted = self.prepare(question, history, query=query)
+        return AnswerStream(self, question, fitted, t0, query)
 
     def ask(self, question: str, history: Sequence[dict] = ()) -> Answer:
         """Answer ``question`` in one call (no streaming)."""
@@ -388,47 +427,147 @@ class AnswerStream:
     """Iterates the answer's text as it is generated; ``answer`` is set when it ends.
 
     The passages (``hits``) are known before the first token, so a UI can show them early.
+    The checks (citations, support, the calibrated abstention) run after the last token,
+    so they never delay the first one; when they withhold the answer, ``answer.text`` is
+    the not-found sentence, not what was streamed (a UI replaces the streamed text).
+    Reasoning in <think> blocks is not streamed and not counted in ``llm.max_tokens``.
     """
 
-    def __init__(self, pipeline: Pipeline, question: str, fitted: FittedPrompt, t0: float):
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        question: str,
+        fitted: FittedPrompt,
+        t0: float,
+        query: str | None = None,
+    ):
         self.pipeline = pipeline
         self.question = question
+        self.query = query or question
         self.fitted = fitted
         self.hits = fitted.used
         self._t0 = t0
         self._answer: Answer | None = None
 
     def __iter__(self) -> Iterator[str]:
+        settings = self.pipeline.settings
+        a = settings.answer
         if not self.hits:
-            self._finish(NOT_FOUND, 0, None)
+            self._abstain("no passages")
+            yield NOT_FOUND
+            return
+        if a.check and question_coverage(self.query, self.hits) < a.min_question_coverage:
+            self._abstain("not relevant")
             yield NOT_FOUND
             return
         gen = self.pipeline.generator
+        visible_max = settings.llm.max_tokens
+        # Reasoning may use the whole window; the visible answer stops at llm.max_tokens.
+        room = max(visible_max, gen.n_ctx - self.fitted.tokens)
+        scored = getattr(gen, "stream_scored", None)
+        if scored is not None and getattr(gen, "temperature", 0) == 0:
+            tokens: Iterator[tuple[str, float]] = scored(self.fitted.messages, room)
+        else:
+            tokens = ((t, float("nan")) for t in gen.stream(self.fitted.messages, room))
+        think = ThinkFilter()
         pieces: list[str] = []
+        logprobs: list[float] = []
+        n_visible = n_think = 0
         first = None
-        for piece in gen.stream(self.fitted.messages, self.pipeline.settings.llm.max_tokens):
-            if first is None:
-                first = time.monotonic() - self._t0
-            pieces.append(piece)
-            yield piece
-        self._finish("".join(pieces), len(pieces), first)
+        try:
+            for piece, logprob in tokens:
+                was_thinking = think.thinking
+                text = think.feed(piece)
+                if was_thinking or think.thinking:
+                    n_think += 1
+                else:
+                    n_visible += 1
+                    logprobs.append(logprob)
+                pieces.append(piece)
+                if text:
+                    if first is None:
+                        first = time.monotonic() - self._t0
+                    yield text
+                if n_visible >= visible_max:
+                    break
+            tail = think.flush()
+            if tail:
+                yield tail
+        finally:
+            close = getattr(tokens, "close", None)
+            if close:
+                close()  # releases the model's lock at once
+        self._finish("".join(pieces), n_visible, first, logprobs, n_think)
 
-    def _finish(self, raw: str, n_tokens: int, first: float | None) -> None:
-        text = remove_invalid_citations(strip_think(raw).strip(), len(self.hits))
-        cites = tuple(Citation(n, self.hits[n - 1]) for n in cited_numbers(text))
-        timings = {"total_s": time.monotonic() - self._t0}
-        if first is not None:
-            timings["first_token_s"] = first
+    def _abstain(self, reason: str) -> None:
+        elapsed = time.monotonic() - self._t0  # the not-found text is the first token
         self._answer = Answer(
             question=self.question,
-            text=text,
-            citations=cites,
+            text=NOT_FOUND,
+            citations=(),
             hits=self.hits,
             dropped=self.fitted.dropped,
             prompt_tokens=self.fitted.tokens,
-            answer_tokens=n_tokens,
-            found=bool(self.hits) and NOT_FOUND not in text,
-            timings=timings,
+            found=False,
+            timings={"first_token_s": elapsed, "total_s": elapsed},
+            abstain_reason=reason,
+            query=self.query,
+            token_parts=dict(self.fitted.parts),
+        )
+
+    def _finish(
+        self,
+        raw: str,
+        n_tokens: int,
+        first: float | None,
+        logprobs: Sequence[float] = (),
+        n_think: int = 0,
+    ) -> None:
+        a = self.pipeline.settings.answer
+        draft = strip_think(raw).strip()
+        timings = {"generate_s": time.monotonic() - self._t0}
+        if first is not None:
+            timings["first_token_s"] = first
+        refused = NOT_FOUND.lower().rstrip(".") in draft.lower() or not draft
+        common = dict(
+            question=self.question, hits=self.hits, dropped=self.fitted.dropped,
+            prompt_tokens=self.fitted.tokens, answer_tokens=n_tokens, timings=timings,
+            query=self.query, token_parts=dict(self.fitted.parts), think_tokens=n_think,
+        )
+        if not a.check:
+            text = remove_invalid_citations(draft, len(self.hits))
+            cites = tuple(Citation(n, self.hits[n - 1]) for n in cited_numbers(text))
+            timings["total_s"] = time.monotonic() - self._t0
+            self._answer = Answer(
+                text=text, citations=cites, found=not refused,
+                abstain_reason="model" if refused else "", **common,  # type: ignore[arg-type]
+            )
+            return
+        checked = check_answer(draft, self.hits)
+        judge = None
+        gen = self.pipeline.generator
+        yes_probability = getattr(gen, "yes_probability", None)
+        if a.judge and yes_probability is not None and not refused:
+            judge = yes_probability(judge_messages(self.fitted.messages, draft))
+        signals = signals_for(self.query, self.hits, checked, logprobs, judge)
+        confidence = CALIBRATION.probability(signals)
+        threshold = a.min_confidence if a.min_confidence >= 0 else CALIBRATION.threshold
+        reason = "model" if refused else "not supported" if confidence < threshold else ""
+        support = Support(
+            checked.support.citations, checked.support.supported, checked.support.unsupported,
+            checked.support.uncited_sentences, round(confidence, 4),
+        )
+        timings["total_s"] = time.monotonic() - self._t0
+        timings["check_s"] = timings["total_s"] - timings["generate_s"]
+        self._answer = Answer(
+            text=NOT_FOUND if reason else checked.text,
+            citations=() if reason else checked.citations,
+            found=not reason,
+            support=support,
+            abstain_reason=reason,
+            withheld=checked.text if reason and not refused else "",
+            signals=signals,
+            **common,  # type: ignore[arg-type]
         )
 
     @property

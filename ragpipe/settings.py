@@ -59,10 +59,34 @@ class LLMSettings:
 
 @dataclass
 class RetrievalSettings:
-    """How many passages a search returns and which go into a prompt."""
+    """How passages are found (see retrieval.py) and how many go into a prompt."""
 
     top_k: int = 4
+    # Drop hits whose dense cosine similarity is below this (keyword score in bm25 mode).
     min_score: float = 0.0
+    mode: str = "hybrid"  # dense | bm25 | hybrid
+    fusion: str = "convex"  # convex (min-max normalized scores) | rrf
+    keyword_weight: float = 0.5  # keyword share of the convex fusion
+    rrf_k: int = 60
+    candidates: int = 100  # taken from each of dense and keyword search before fusing
+    dedup: float = 0.8  # collapse chunks whose word-trigram Jaccard is at least this; 0 = off
+    neighbours: int = 0  # adjacent chunks added on each side of a hit, for context
+    ann_threshold: int = 200_000  # chunks from which the vector index is IVF, not exact
+    nprobe: int = 0  # IVF lists scanned per query; 0 = the tuned value stored in the index
+
+
+@dataclass
+class AnswerSettings:
+    """How answers are asked for, checked and withheld (see docs/answers.md)."""
+
+    style: str = "extract"  # "extract": a phrase copied from the passages; "free": brief prose
+    passages: int = 2  # best passages put in the prompt (0 = retrieval.top_k)
+    check: bool = True  # check citations and withhold answers that fail the calibration
+    judge: bool = True  # ask the model whether its answer holds (one short extra turn)
+    min_confidence: float = -1.0  # answer when P(grounded) >= this; -1 = the calibrated default
+    min_question_coverage: float = 0.0  # skip the model when no passage covers this share
+    rewrite: str = "heuristic"  # follow-ups made standalone: "heuristic", "model" or "off"
+    history_turns: int = 2  # earlier question/answer pairs kept in the prompt
 
 
 @dataclass
@@ -87,6 +111,7 @@ class Settings:
     chunking: ChunkSettings = field(default_factory=ChunkSettings)
     llm: LLMSettings = field(default_factory=LLMSettings)
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    answer: AnswerSettings = field(default_factory=AnswerSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
 
     def index_dir(self, name: str) -> Path:

@@ -115,8 +115,8 @@ IVF_NPROBE = 32  # lists scanned per query: recall@10 >= 0.95 against exact sear
 
 
 def ivf_nlist_for(n: int) -> int:
-    """Number of IVF lists for ``n`` vectors."""
-    return max(16, round(IVF_LISTS_PER_SQRT * math.sqrt(max(n, 1))))
+    """Number of IVF lists for ``n`` vectors (k-means wants >= 39 training points per list)."""
+    return max(1, min(round(IVF_LISTS_PER_SQRT * math.sqrt(max(n, 1))), n // 39))
 
 
 def _ivf_nlist(index: Any) -> int:

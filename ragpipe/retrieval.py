@@ -1,0 +1,383 @@
+"""Question -> Hits: dense and keyword search, fusion, filters and result shaping.
+
+Keyword search is SQLite FTS5 (``chunks_fts``, porter stemming) ranked by its
+bm25(), built from the question's terms as an OR query without stopwords (the
+33-word Lucene English list, as bm25s uses). It lives in the same database as
+the chunks and is kept by triggers, so it is transactional, follows every sync
+(adds, changes, deletes) and is as crash-safe as the rest of the index. On the
+evaluation data it ranks at least as well as bm25s with English stemming
+(SciFact and SQuAD figures in docs/retrieval.md), so no second keyword index is
+kept beside it.
+
+Fusion (``retrieval.fusion``): ``convex`` (default) unites the dense and keyword
+candidates, min-max normalizes each score list and ranks by
+``w * keyword + (1 - w) * dense`` (``keyword_weight``); a candidate missing from
+one list gets that list's lowest score (0 after normalizing), except that its
+cosine is computed exactly from its stored vector. Scores carry more than ranks
+here; measured against reciprocal rank fusion (``rrf``) in docs/retrieval.md.
+
+Filters are applied inside both searches (an id selector in FAISS, an SQL
+condition in FTS5), so a filtered query returns k hits when k exist.
+
+Shaping: near-duplicate chunks (word-trigram Jaccard >= ``dedup``) are
+collapsed into the better one (its ``also_in`` names the other's file);
+``neighbours`` adds the chunks next to each hit, in document order, for
+context; ``min_score`` drops hits whose dense cosine similarity (the keyword
+score in ``bm25`` mode) is below it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Protocol
+
+import numpy as np
+
+from .datatypes import Hit
+from .errors import ConfigError
+
+MODES = ("dense", "bm25", "hybrid")
+FUSIONS = ("convex", "rrf")
+
+# Lucene's English stopwords (the list bm25s uses for "en").
+STOPWORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their "
+    "then there these they this to was will with".split()
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class RetrievalConfig(Protocol):
+    """The settings the retriever reads (settings.RetrievalSettings)."""
+
+    mode: str
+    fusion: str
+    keyword_weight: float
+    rrf_k: int
+    candidates: int
+    dedup: float
+    neighbours: int
+    min_score: float
+
+
+# ----- filters -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Filter:
+    """Which files a search may return.
+
+    Any of the path prefixes, any of the kinds, and a modification time in
+    [modified_from, modified_to) (nanoseconds since the epoch); empty parts match all.
+    """
+
+    paths: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    modified_from: int | None = None
+    modified_to: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        """True when the filter lets everything through."""
+        return not (self.paths or self.kinds) and self.modified_from is None and (
+            self.modified_to is None
+        )
+
+    def sql(self) -> tuple[str, list]:
+        """SQL condition on ``files f`` (see Store.filter_sql)."""
+        from .store import Store
+
+        return Store.filter_sql(self.paths, self.kinds, self.modified_from, self.modified_to)
+
+    @classmethod
+    def of(cls, where: Filter | Mapping[str, Any] | None) -> Filter | None:
+        """A Filter from a Filter or a dict; None when nothing is filtered.
+
+        Dict keys: path/paths, type/kinds, modified_from/modified_to (ns, date or ISO text).
+        """
+        if where is None:
+            return None
+        if isinstance(where, Filter):
+            return None if where.empty else where
+        unknown = set(where) - {"path", "paths", "type", "kinds", "modified_from", "modified_to"}
+        if unknown:
+            raise ConfigError(f"unknown filter key(s): {', '.join(sorted(unknown))}")
+        paths = _strings(where.get("path")) + _strings(where.get("paths"))
+        kinds = _strings(where.get("type")) + _strings(where.get("kinds"))
+        f = cls(
+            tuple(p.lstrip("./") if p.startswith("./") else p for p in paths),
+            tuple(k.lower().lstrip(".") for k in kinds),
+            _to_ns(where.get("modified_from")),
+            _to_ns(where.get("modified_to")),
+        )
+        return None if f.empty else f
+
+
+def _strings(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value if str(v)]
+
+
+def _to_ns(value: Any) -> int | None:
+    """Nanoseconds since the epoch from ns, a date/datetime, or ISO text (local time)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ConfigError(f"not a date: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1e9)
+    if isinstance(value, date):
+        return int(datetime(value.year, value.month, value.day).timestamp() * 1e9)
+    try:
+        dt = datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"not a date: {value!r} (use YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from None
+    return int(dt.timestamp() * 1e9)
+
+
+_WHERE = re.compile(r"^\s*(path|type|modified)\s*(>=|<=|=|>|<)\s*(.+?)\s*$")
+
+
+def parse_where(items: Iterable[str]) -> Filter | None:
+    """Parse ``--where`` items: path=PREFIX, type=pdf, modified>=2024-01-01, modified<DATE.
+
+    path and type may repeat (any of them matches); a date alone means its whole
+    day, so ``modified<=2024-03-31`` includes that day and ``modified=2024-03-31``
+    means that day only.
+    """
+    paths: list[str] = []
+    kinds: list[str] = []
+    lo: int | None = None
+    hi: int | None = None
+    for item in items:
+        m = _WHERE.match(item)
+        if not m:
+            raise ConfigError(
+                f"--where takes path=PREFIX, type=KIND or modified>=YYYY-MM-DD "
+                f"(also >, <, <=, =), not {item!r}"
+            )
+        key, op, value = m.groups()
+        if key in ("path", "type"):
+            if op != "=":
+                raise ConfigError(f"--where {key} takes '=', not {op!r}")
+            (paths if key == "path" else kinds).append(value)
+            continue
+        start = _to_ns(value)
+        assert start is not None
+        day_only = len(value) <= 10  # YYYY-MM-DD: the whole day
+        end = _day_after(value) if day_only else start + 1
+        if op == ">=":
+            lo = start if lo is None else max(lo, start)
+        elif op == ">":
+            lo = end if lo is None else max(lo, end)
+        elif op == "<":
+            hi = start if hi is None else min(hi, start)
+        elif op == "<=":
+            hi = end if hi is None else min(hi, end)
+        else:  # "="
+            lo = start if lo is None else max(lo, start)
+            hi = end if hi is None else min(hi, end)
+    return Filter.of({"paths": paths, "kinds": kinds, "modified_from": lo, "modified_to": hi})
+
+
+def _day_after(value: str) -> int:
+    d = date.fromisoformat(value.strip())
+    nxt = datetime(d.year, d.month, d.day).timestamp() + 86400
+    return int(datetime.fromtimestamp(nxt).replace(hour=0, minute=0).timestamp() * 1e9)
+
+
+# ----- keyword queries ---------------------------------------------------------------------------
+def query_terms(question: str) -> list[str]:
+    """Lower-cased word tokens of ``question`` without stopwords, first occurrence order."""
+    seen: dict[str, None] = {}
+    for t in _WORD.findall(question.lower()):
+        if t not in STOPWORDS and t not in seen:
+            seen[t] = None
+    return list(seen)
+
+
+def keyword_query(question: str) -> str:
+    """An FTS5 MATCH expression: the question's terms, each quoted, joined by OR."""
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in query_terms(question))
+
+
+# ----- fusion ------------------------------------------------------------------------------------
+def rrf(lists: Sequence[Sequence[tuple[int, float]]], k: int = 60,
+        weights: Sequence[float] | None = None) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: sum of w / (k + rank) over the lists, best first."""
+    scores: dict[int, float] = {}
+    for li, pairs in enumerate(lists):
+        w = 1.0 if weights is None else weights[li]
+        for rank, (cid, _) in enumerate(pairs, start=1):
+            scores[cid] = scores.get(cid, 0.0) + w / (k + rank)
+    return sorted(scores.items(), key=lambda x: (-x[1], x[0]))
+
+
+def _minmax(values: np.ndarray) -> np.ndarray:
+    lo, hi = float(values.min()), float(values.max())
+    if hi - lo <= 1e-12:
+        return np.ones_like(values) if hi > 0 else np.zeros_like(values)
+    return (values - lo) / (hi - lo)
+
+
+def convex(
+    dense: Sequence[tuple[int, float]],
+    keyword: Sequence[tuple[int, float]],
+    weight: float,
+    cosine_of: Mapping[int, float] | None = None,
+) -> list[tuple[int, float]]:
+    """Convex combination of min-max normalized scores over the union of candidates.
+
+    ``weight`` is the keyword share. A candidate absent from the keyword list
+    gets the list's lowest score; one absent from the dense list gets its
+    cosine from ``cosine_of`` (else the dense list's lowest). Scores are in [0, 1].
+    """
+    if not keyword:
+        weight = 0.0
+    if not dense and not cosine_of:
+        weight = 1.0
+    order = list(dict.fromkeys([c for c, _ in dense] + [c for c, _ in keyword]))
+    if not order:
+        return []
+    d = dict(dense)
+    kw = dict(keyword)
+    dense_floor = min(d.values()) if d else 0.0
+    kw_floor = min(kw.values()) if kw else 0.0
+    cos = np.array(
+        [d.get(c, (cosine_of or {}).get(c, dense_floor)) for c in order], dtype=np.float64
+    )
+    bm = np.array([kw.get(c, kw_floor) for c in order], dtype=np.float64)
+    fused = weight * _minmax(bm) + (1.0 - weight) * _minmax(cos)
+    ranked = sorted(range(len(order)), key=lambda i: (-fused[i], order[i]))
+    return [(order[i], float(fused[i])) for i in ranked]
+
+
+# ----- shaping -----------------------------------------------------------------------------------
+def _shingles(text: str) -> set[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    if len(words) < 3:
+        return {tuple(words)}
+    return {tuple(words[i : i + 3]) for i in range(len(words) - 2)}
+
+
+def collapse_duplicates(hits: Sequence[Hit], threshold: float) -> list[Hit]:
+    """Drop hits whose text is a near-duplicate (trigram Jaccard >= threshold) of a better one.
+
+    The kept hit lists the dropped hit's files in ``also_in``. ``threshold`` <= 0 keeps all.
+    """
+    if threshold <= 0:
+        return list(hits)
+    kept: list[Hit] = []
+    sigs: list[set[tuple[str, ...]]] = []
+    for h in hits:
+        sig = _shingles(h.text)
+        for i, other in enumerate(sigs):
+            union = len(sig | other)
+            if union and len(sig & other) / union >= threshold:
+                k = kept[i]
+                extra = [p for p in (h.source, *h.also_in) if p != k.source and p not in k.also_in]
+                if extra:
+                    kept[i] = dataclasses.replace(k, also_in=k.also_in + tuple(extra))
+                break
+        else:
+            kept.append(h)
+            sigs.append(sig)
+    return kept
+
+
+# ----- the retriever -----------------------------------------------------------------------------
+class Retriever:
+    """Searches one Store with one embedder, as configured by RetrievalSettings."""
+
+    def __init__(self, store: Any, embedder: Any, config: RetrievalConfig) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.config = config
+
+    def search(
+        self,
+        question: str,
+        k: int,
+        where: Filter | Mapping[str, Any] | None = None,
+        mode: str | None = None,
+        shape: bool = True,
+    ) -> list[Hit]:
+        """The ``k`` best chunks for ``question``; ``shape=False`` skips dedup/neighbours/floor."""
+        cfg = self.config
+        mode = mode or cfg.mode
+        if mode not in MODES:
+            raise ConfigError(f"retrieval mode {mode!r}: use one of {', '.join(MODES)}")
+        flt = Filter.of(where)
+        n = max(cfg.candidates, k)
+        query = self.embedder.embed_query(question) if mode != "bm25" else None
+        match = keyword_query(question) if mode != "dense" else ""
+        with self.store.snapshot() as conn:
+            allowed = None
+            if flt is not None:
+                cond = flt.sql()
+                if query is not None:
+                    allowed = self.store.chunk_ids_where(
+                        "", flt.kinds, flt.modified_from, flt.modified_to, conn, flt.paths
+                    )
+            dense = self.store.dense_pairs(conn, query, n, allowed) if query is not None else []
+            keyword = (
+                self.store.keyword_pairs(conn, match, n, cond if flt is not None else None)
+                if match
+                else []
+            )
+            cosine: dict[int, float] = dict(dense)
+            if mode == "dense":
+                ranked = dense
+            elif mode == "bm25":
+                ranked = keyword
+            else:
+                missing = [c for c, _ in keyword if c not in cosine]
+                for cid, vec in self.store.vectors_for(conn, missing).items():
+                    cosine[cid] = float(np.dot(vec, query))
+                if cfg.fusion == "rrf":
+                    ranked = rrf([dense, keyword], cfg.rrf_k)
+                elif cfg.fusion == "convex":
+                    ranked = convex(dense, keyword, cfg.keyword_weight, cosine)
+                else:
+                    raise ConfigError(
+                        f"retrieval.fusion {cfg.fusion!r}: use one of {', '.join(FUSIONS)}"
+                    )
+            if not shape:
+                return self.store.hits_in(conn, ranked[:k])
+            # Fetch a margin beyond k so that collapsing duplicates still leaves k.
+            hits = self.store.hits_in(conn, ranked[: 2 * k + 8])
+            hits = collapse_duplicates(hits, cfg.dedup)[:k]
+            if cfg.min_score > 0:
+                floor_of = cosine if mode != "bm25" else dict(keyword)
+                hits = [h for h in hits if floor_of.get(h.chunk_id, 0.0) >= cfg.min_score]
+            if cfg.neighbours > 0 and hits:
+                hits = self._with_neighbours(conn, hits, cfg.neighbours)
+            return hits
+
+    def _with_neighbours(self, conn: Any, hits: list[Hit], n: int) -> list[Hit]:
+        """Each hit with up to ``n`` adjacent chunks of its document around it (document order).
+
+        A neighbour carries its hit's score; chunks already shown are not repeated.
+        """
+        near = self.store.neighbour_ids(conn, [h.chunk_id for h in hits], n)
+        wanted = {oid for pairs in near.values() for _, oid in pairs}
+        shown = {h.chunk_id for h in hits}
+        extra = {h.chunk_id: h for h in self.store.hits_in(conn, [(i, 0.0) for i in wanted])}
+        out: list[Hit] = []
+        for h in hits:
+            before = [o for off, o in near[h.chunk_id] if off < 0]
+            after = [o for off, o in near[h.chunk_id] if off > 0]
+            for oid in [*before, None, *after]:
+                if oid is None:
+                    out.append(h)
+                elif oid not in shown and oid in extra:
+                    shown.add(oid)
+                    out.append(dataclasses.replace(extra[oid], score=h.score))
+        return out

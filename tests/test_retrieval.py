@@ -1,0 +1,361 @@
+"""Retrieval on small generated data: keyword index, fusion, filters, shaping, IVF recall."""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from datetime import datetime
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from ragpipe.datatypes import Chunk, Hit, Outcome
+from ragpipe.errors import ConfigError
+from ragpipe.retrieval import (
+    Filter,
+    Retriever,
+    collapse_duplicates,
+    convex,
+    keyword_query,
+    parse_where,
+    query_terms,
+    rrf,
+)
+from ragpipe.store import Store, ivf_nlist_for
+
+DIM = 32
+# A fake embedder with synonyms: words of one group land on the same dimension, so dense
+# search finds "automobile" for "car" while keyword search does not.
+GROUPS = [("car", "automobile", "vehicle"), ("holiday", "vacation", "leave"),
+          ("salary", "pay", "wage"), ("laptop", "computer", "notebook")]
+
+
+class FakeEmbedder:
+    name = "fake:32"
+    dim = DIM
+
+    def _word_dim(self, w: str) -> int:
+        for i, g in enumerate(GROUPS):
+            if w in g:
+                return i
+        return len(GROUPS) + zlib.crc32(w.encode()) % (DIM - len(GROUPS))
+
+    def embed(self, texts):
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in query_terms(t):
+                out[i, self._word_dim(w)] += 1.0
+            n = np.linalg.norm(out[i])
+            out[i] = out[i] / n if n else out[i]
+        return out
+
+    def embed_query(self, text):
+        return self.embed([text])[0]
+
+
+def config(**kw):
+    base = dict(mode="hybrid", fusion="convex", keyword_weight=0.5, rrf_k=60, candidates=50,
+                dedup=0.8, neighbours=0, min_score=0.0)
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+META = {"embedder": "fake:32", "dim": str(DIM), "chunking": "r1", "root": "/x"}
+EMB = FakeEmbedder()
+
+
+def put(w, path, texts, kind="txt", mtime_ns=1, sha=None):
+    sha = sha or hashlib.sha256((path + "|".join(texts)).encode()).hexdigest()
+    chunks = [Chunk(t, None, 0, len(t), i) for i, t in enumerate(texts)]
+    w.put_content(sha, kind, 1, "r1", EMB.name, chunks, EMB.embed(texts))
+    w.set_file(path, sha, 10, mtime_ns, Outcome.OK, kind=kind, pages=1, chunks=len(texts))
+    return sha
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "idx")
+    with s.writer(META) as w:
+        put(w, "fleet/cars.txt", ["The company car policy covers fuel and insurance."])
+        put(w, "fleet/autos.txt", ["Every automobile must be serviced each spring."])
+        put(w, "hr/leave.md", ["Annual vacation is twenty five days.",
+                               "Unused leave expires in March.",
+                               "Sick days need a doctor's note after three days."], kind="md")
+        put(w, "hr/pay.pdf", ["Salary is paid on the last working day."], kind="pdf")
+        put(w, "it/laptops.txt", ["Laptops are replaced every four years."])
+        w.publish()
+    return s
+
+
+def search(store, q, k=5, **kw):
+    mode = kw.pop("mode", None)
+    where = kw.pop("where", None)
+    shape = kw.pop("shape", True)
+    return Retriever(store, EMB, config(**kw)).search(q, k, where, mode, shape)
+
+
+# ----- keyword queries ---------------------------------------------------------------------------
+def test_query_terms_drop_stopwords_and_repeats():
+    assert query_terms("What is the policy for the car, the CAR?") == ["what", "policy", "car"]
+    assert query_terms("the and of") == []
+
+
+def test_keyword_query_quotes_every_term():
+    assert keyword_query('say "hi" NEAR(x) OR y*') == '"say" OR "hi" OR "near" OR "x" OR "y"'
+    assert keyword_query("?!") == ""
+
+
+def test_fts_operators_in_a_question_are_harmless(store):
+    for q in ['"unbalanced', "AND OR NOT", "col:umn", "a*b(c)", "NEAR(car leave)"]:
+        search(store, q, mode="bm25")  # must not raise
+
+
+# ----- fusion ------------------------------------------------------------------------------------
+def test_rrf_hand_computed():
+    fused = rrf([[(1, 0.9), (2, 0.8)], [(2, 5.0), (3, 4.0)]], k=10)
+    assert [c for c, _ in fused] == [2, 1, 3]
+    assert fused[0][1] == pytest.approx(1 / 12 + 1 / 11)
+    assert fused[1][1] == pytest.approx(1 / 11)
+    assert fused[2][1] == pytest.approx(1 / 12)
+
+
+def test_convex_hand_computed():
+    dense = [(1, 0.9), (2, 0.5), (3, 0.1)]
+    keyword = [(3, 10.0), (2, 6.0)]
+    # dense normalized: 1 -> 1, 2 -> 0.5, 3 -> 0; keyword: 3 -> 1, 2 -> 0, 1 (missing) -> 0
+    fused = dict(convex(dense, keyword, weight=0.5))
+    assert fused[1] == pytest.approx(0.5)
+    assert fused[2] == pytest.approx(0.25)
+    assert fused[3] == pytest.approx(0.5)
+    # a keyword-only candidate takes its cosine from cosine_of
+    fused = dict(convex([(1, 0.9), (2, 0.1)], [(4, 3.0), (2, 1.0)], 0.5, {4: 0.5}))
+    assert fused[4] == pytest.approx(0.5 * 1 + 0.5 * 0.5)
+    assert fused[1] == pytest.approx(0.5)
+    # no keyword hits: the dense order is kept
+    assert [c for c, _ in convex(dense, [], 0.5)] == [1, 2, 3]
+
+
+def test_hybrid_finds_what_each_side_alone_misses(store):
+    dense = [h.source for h in search(store, "automobile", mode="dense", k=2)]
+    bm25 = [h.source for h in search(store, "automobile", mode="bm25", k=2)]
+    assert "fleet/cars.txt" in dense  # synonym: only the dense side knows
+    assert bm25 == ["fleet/autos.txt"]  # exact word: one keyword match
+    hybrid = [h.source for h in search(store, "automobile insurance", k=2)]
+    assert sorted(hybrid) == ["fleet/autos.txt", "fleet/cars.txt"]
+
+
+def test_rrf_fusion_is_selectable(store):
+    hits = search(store, "automobile spring", fusion="rrf", k=2)
+    assert hits[0].source == "fleet/autos.txt"
+    with pytest.raises(ConfigError):
+        search(store, "x", fusion="borda")
+    with pytest.raises(ConfigError):
+        search(store, "x", mode="sparse")
+
+
+# ----- the keyword index follows every change ----------------------------------------------------
+def test_keyword_index_follows_adds_changes_deletes_and_rollbacks(store):
+    assert search(store, "quarterly bonus", mode="bm25") == []
+    with store.writer(META) as w:
+        put(w, "hr/bonus.txt", ["A quarterly bonus is paid in April."])
+        w.publish()
+    assert [h.source for h in search(store, "quarterly bonus", mode="bm25")] == ["hr/bonus.txt"]
+    with store.writer(META) as w:  # change: same path, new content
+        put(w, "hr/bonus.txt", ["The yearly bonus is paid in December."])
+        w.collect()
+        w.publish()
+    assert search(store, "quarterly", mode="bm25") == []
+    assert [h.source for h in search(store, "yearly", mode="bm25")] == ["hr/bonus.txt"]
+    with store.writer(META) as w:  # delete
+        w.remove_file("hr/bonus.txt")
+        w.collect()
+        w.publish()
+    assert search(store, "yearly bonus", mode="bm25") == []
+    with store.writer(META) as w:  # not published: a crash or rollback leaves no trace
+        put(w, "hr/ghost.txt", ["phantom words here"])
+    assert search(store, "phantom", mode="bm25") == []
+    assert all(h.source != "hr/ghost.txt" for h in search(store, "phantom", k=20))
+
+
+# ----- filters inside the search -----------------------------------------------------------------
+@pytest.fixture
+def many(tmp_path):
+    """30 one-chunk files in two folders, three kinds and three months."""
+    s = Store(tmp_path / "many")
+    months = [datetime(2024, m, 15).timestamp() * 1e9 for m in (1, 2, 3)]
+    with s.writer(META) as w:
+        for i in range(30):
+            folder = "policies" if i % 3 == 0 else "other"
+            kind = ("pdf", "md", "txt")[i % 3 if folder == "other" else 0]
+            put(w, f"{folder}/doc{i:02d}.{kind}", [f"travel rules number {i} for staff"],
+                kind=kind, mtime_ns=int(months[(i // 3) % 3]))
+        w.publish()
+    return s
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_filters_return_k_when_k_exist(many, mode):
+    where = parse_where(["path=policies/"])
+    hits = search(many, "travel rules", k=8, mode=mode, where=where)
+    assert len(hits) == 8 and all(h.source.startswith("policies/") for h in hits)
+    hits = search(many, "travel rules", k=50, mode=mode, where=where)
+    assert len(hits) == 10  # all that exist
+    md_other = search(many, "travel rules", k=50, mode=mode,
+                      where=parse_where(["type=md", "path=other/"]))
+    assert len(md_other) == 10
+    assert all(h.source.startswith("other/") and h.source.endswith(".md") for h in md_other)
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_modified_date_filter(many, mode):
+    feb = search(many, "travel rules", k=50, mode=mode,
+                 where=parse_where(["modified>=2024-02-01", "modified<2024-03-01"]))
+    expected = {f"doc{i:02d}" for i in range(30) if (i // 3) % 3 == 1}
+    assert {h.source.split("/")[1].split(".")[0] for h in feb} == expected
+    day = search(many, "travel rules", k=50, mode=mode, where=parse_where(["modified=2024-03-15"]))
+    assert len(day) == 9
+    none = search(many, "travel rules", k=5, mode=mode, where=parse_where(["path=nowhere/"]))
+    assert none == []
+
+
+def test_parse_where_forms():
+    f = parse_where(["path=a/", "path=b/", "type=.PDF", "modified>2024-01-31",
+                     "modified<=2024-02-29"])
+    assert f.paths == ("a/", "b/") and f.kinds == ("pdf",)
+    assert f.modified_from == int(datetime(2024, 2, 1).timestamp() * 1e9)
+    assert f.modified_to == int(datetime(2024, 3, 1).timestamp() * 1e9)
+    assert parse_where([]) is None
+    for bad in ["size=3", "path>=x", "modified>=yesterday", "type"]:
+        with pytest.raises(ConfigError):
+            parse_where([bad])
+    assert Filter.of({"path": "hr/", "type": ["md"]}) == Filter(("hr/",), ("md",))
+    with pytest.raises(ConfigError):
+        Filter.of({"folder": "x"})
+
+
+# ----- shaping -----------------------------------------------------------------------------------
+def hit(cid, text, source, score=1.0):
+    return Hit(cid, text, source, None, 0, len(text), score)
+
+
+BOILER = ("This message and any attachments are intended only for the named recipient and "
+          "may contain information that is privileged or exempt from disclosure; if you "
+          "received it by mistake please tell the sender and delete it.")
+
+
+def test_near_duplicates_collapse_into_the_better_hit():
+    a = hit(1, "Passwords must have at least twelve characters and one digit.", "a.txt")
+    b = hit(2, "Passwords must have at least twelve characters and one digit!", "b.txt", 0.9)
+    c = hit(3, "Laptops are replaced every four years.", "c.txt", 0.8)
+    out = collapse_duplicates([a, b, c], 0.9)
+    assert [h.chunk_id for h in out] == [1, 3] and out[0].also_in == ("b.txt",)
+    assert len(collapse_duplicates([a, b, c], 0.0)) == 3
+
+
+def test_search_collapses_duplicates_and_still_returns_k(tmp_path):
+    s = Store(tmp_path / "dups")
+    with s.writer(META) as w:
+        for i in range(4):  # the same boilerplate in four files, differing by one word
+            put(w, f"f{i}.txt", [f"Confidential notice: {BOILER} Issued to staff {i} only."])
+        put(w, "g.txt", ["Staff notice board rules."])
+        put(w, "h.txt", ["Staff canteen opening hours."])
+        w.publish()
+    hits = search(s, "staff notice", k=3)
+    assert len(hits) == 3
+    assert sum("Confidential" in h.text for h in hits) == 1
+    conf = next(h for h in hits if "Confidential" in h.text)
+    assert len(conf.also_in) == 3
+    raw = search(s, "staff notice", k=3, shape=False)
+    assert sum("Confidential" in h.text for h in raw) >= 2
+
+
+def test_neighbours_are_added_in_document_order(store):
+    hits = search(store, "expires March", k=1, neighbours=1, mode="bm25")
+    assert [h.text.split()[0] for h in hits] == ["Annual", "Unused", "Sick"]
+    assert len({h.score for h in hits}) == 1
+    hits = search(store, "annual vacation", k=1, neighbours=1, mode="bm25")
+    assert [h.text.split()[0] for h in hits] == ["Annual", "Unused"]  # first chunk: no left
+
+
+def test_min_score_drops_weak_hits(store):
+    assert search(store, "laptops replaced", k=5, mode="dense")[-1].score < 0.5
+    hits = search(store, "laptops replaced", k=5, min_score=0.5)
+    assert [h.source for h in hits] == ["it/laptops.txt"]
+
+
+# ----- approximate index -------------------------------------------------------------------------
+def clustered(n, dim, seed, centers=40):
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((centers, dim)).astype(np.float32)
+    x = c[rng.integers(0, centers, n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def put_vectors(w, vecs, start=0):
+    for i, v in enumerate(vecs, start=start):
+        sha = f"v{i:05d}"
+        w.put_content(sha, "txt", 1, "r1", EMB.name, [Chunk(f"t{i}", None, 0, 2, 0)], v[None])
+        w.set_file(f"{'even' if i % 2 == 0 else 'odd'}/{i:05d}.txt", sha, 1, 1, Outcome.OK,
+                   kind="txt", chunks=1)
+
+
+def test_ivf_index_past_the_threshold_keeps_recall_and_exact_deletes(tmp_path):
+    import faiss
+
+    vecs = clustered(4000, DIM, 1)
+    queries = clustered(60, DIM, 2)
+    ann = Store(tmp_path / "ann")
+    ann.ann_threshold = 2000
+    exact = Store(tmp_path / "exact")
+    for s in (ann, exact):
+        with s.writer(META) as w:
+            put_vectors(w, vecs)
+            w.publish()
+    with ann.snapshot() as conn:
+        index = ann._live_index(ann.current_generation(conn))
+    ivf = faiss.extract_index_ivf(index)
+    assert ivf.nlist == ivf_nlist_for(4000)
+
+    def top(s, q, k=10, allowed=None):
+        with s.snapshot() as conn:
+            return [c for c, _ in s.dense_pairs(conn, q, k, allowed)]
+
+    recall = np.mean([len(set(top(ann, q)) & set(top(exact, q))) / 10 for q in queries])
+    assert recall >= 0.95
+    # exact deletes: every odd file goes; no odd id is ever returned again
+    odd = [r.path for r in ann.files() if r.path.startswith("odd/")]
+    with ann.writer(META) as w:
+        for p in odd:
+            w.remove_file(p)
+        assert w.collect() == 2000
+        w.publish()
+    assert ann.stats()["vectors"] == 2000
+    with ann.snapshot() as conn:
+        live = {r[0] for r in conn.execute("SELECT id FROM chunks")}
+    for q in queries[:20]:
+        got = top(ann, q, 50)
+        assert len(got) == 50 and set(got) <= live
+    # a filter that leaves few ids still returns k (exact over the allowed lists)
+    few = sorted(live)[:7]
+    assert sorted(top(ann, queries[0], 10, few)) == few
+
+
+def test_ivf_turns_flat_again_when_the_index_shrinks(tmp_path):
+    import faiss
+
+    s = Store(tmp_path / "shrink")
+    s.ann_threshold = 1000
+    with s.writer(META) as w:
+        put_vectors(w, clustered(1200, DIM, 3))
+        w.publish()
+    with s.snapshot() as conn:
+        assert faiss.extract_index_ivf(s._live_index(s.current_generation(conn))).nlist > 0
+    with s.writer(META) as w:
+        for r in s.files()[:900]:
+            w.remove_file(r.path)
+        w.collect()
+        w.publish()
+    with s.snapshot() as conn:
+        index = s._live_index(s.current_generation(conn))
+        assert isinstance(index, faiss.IndexIDMap2) and index.ntotal == 300
