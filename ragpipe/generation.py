@@ -19,6 +19,12 @@ from typing import Any, Protocol
 
 from .errors import ModelNotFound
 
+# OpenMP threads (llama.cpp's, and torch's, which share one runtime) spin while they wait
+# by default. On a busy machine (other processes on the same cores) every multi-token batch
+# then stalls for seconds: prompt reading measured 3.6 vs 95 tokens/s on 2 shared cores.
+# Read once when the runtime loads, so it is set on import, before any model loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 Message = dict[str, str]
 
 
@@ -138,11 +144,6 @@ class LlamaCppGenerator:
                     raise ModelNotFound(
                         f"model file {self.model_path} is missing: run `ragpipe models prepare`"
                     )
-                # llama.cpp's OpenMP threads spin while waiting by default; on a busy
-                # machine (other processes on the same cores) every multi-token batch then
-                # stalls for seconds: measured 3.6 vs 95 prompt tok/s on 2 shared cores.
-                # Must be set before the OpenMP runtime loads with llama_cpp.
-                os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
                 from llama_cpp import Llama
                 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 

@@ -18,7 +18,17 @@ from pathlib import Path
 
 from . import models
 from .chunking import Chunker, chunk_settings_key
-from .datatypes import Answer, Citation, FileReport, Hit, Outcome, Support, SyncStats
+from .datatypes import (
+    Answer,
+    Chunk,
+    Citation,
+    Document,
+    FileReport,
+    Hit,
+    Outcome,
+    Support,
+    SyncStats,
+)
 from .embedding import Embedder, SentenceTransformerEmbedder
 from .errors import ReadError
 from .followup import history_messages, standalone_query
@@ -292,6 +302,33 @@ class Pipeline:
             else:
                 to_parse[f.rel] = (f, is_new)
         # Parsing runs in isolated worker processes, overlapping with embedding here.
+        # Chunks of several files are embedded together: tiny per-file batches waste the model.
+        pending: list[tuple[FoundFile, bool, Document, Outcome, list[Chunk]]] = []
+        flush_at = max(64, 4 * self.settings.embedder.batch_size)
+
+        def flush() -> None:
+            nonlocal chunks_added
+            texts = [c.text for *_, chunks in pending for c in chunks]
+            vectors = embedder.embed(texts)
+            start = 0
+            for f, is_new, doc, outcome, chunks in pending:
+                vecs, start = vectors[start : start + len(chunks)], start + len(chunks)
+                if not share(f, doc.sha256):  # the same bytes may come twice in one batch
+                    notes = "; ".join(doc.notes)
+                    w.put_content(
+                        doc.sha256, doc.kind, len(doc.pages), recipe, embedder.name, chunks,
+                        vecs, notes,
+                    )
+                    w.set_file(
+                        f.rel, doc.sha256, f.size, f.mtime_ns, outcome, notes, doc.kind,
+                        len(doc.pages), len(chunks),
+                    )
+                    chunks_added += len(chunks)
+                    bar.chunks(len(chunks))
+                (added if is_new else changed).append(f.rel)
+                step()
+            pending.clear()
+
         results = read_many(((f.path, f.rel) for f, _ in to_parse.values()), self.settings.ingest)
         for rel, doc, outcome, message in results:
             f, is_new = to_parse[rel]
@@ -304,24 +341,16 @@ class Pipeline:
                 )
                 failed.append(FileReport(rel, outcome, message))
                 bar.note(f"{rel}: {outcome.value}: {message}")
-            elif not share(f, doc.sha256):  # stored under the hash of the bytes actually read
-                assert chunker is not None
-                chunks = chunker.split(doc)
-                vectors = embedder.embed([c.text for c in chunks])
-                notes = "; ".join(doc.notes)
-                w.put_content(
-                    doc.sha256, doc.kind, len(doc.pages), recipe, embedder.name, chunks,
-                    vectors, notes,
-                )
-                w.set_file(
-                    rel, doc.sha256, f.size, f.mtime_ns, outcome, notes, doc.kind,
-                    len(doc.pages), len(chunks),
-                )
-                chunks_added += len(chunks)
-                bar.chunks(len(chunks))
-            if doc is not None:
+                step()
+            elif share(f, doc.sha256):  # stored under the hash of the bytes actually read
                 (added if is_new else changed).append(rel)
-            step()
+                step()
+            else:
+                assert chunker is not None
+                pending.append((f, is_new, doc, outcome, chunker.split(doc)))
+                if sum(len(p[4]) for p in pending) >= flush_at:
+                    flush()
+        flush()
         bar.close()
         for p in plan.deleted:
             w.remove_file(p)

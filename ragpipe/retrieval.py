@@ -319,25 +319,25 @@ class Retriever:
         query = self.embedder.embed_query(question) if mode != "bm25" else None
         match = keyword_query(question) if mode != "dense" else ""
         with self.store.snapshot() as conn:
-            allowed = None
-            if flt is not None:
-                cond = flt.sql()
-                if query is not None:
+            dense: list[tuple[int, float]] = []
+            keyword: list[tuple[int, float]] = []
+            if query is not None:
+                allowed = None
+                if flt is not None:  # the filter becomes an id selector inside FAISS
                     allowed = self.store.chunk_ids_where(
                         "", flt.kinds, flt.modified_from, flt.modified_to, conn, flt.paths
                     )
-            dense = self.store.dense_pairs(conn, query, n, allowed) if query is not None else []
-            keyword = (
-                self.store.keyword_pairs(conn, match, n, cond if flt is not None else None)
-                if match
-                else []
-            )
+                dense = self.store.dense_pairs(conn, query, n, allowed)
+            if match:  # the filter becomes an SQL condition inside the FTS5 query
+                cond = flt.sql() if flt is not None else None
+                keyword = self.store.keyword_pairs(conn, match, n, cond)
             cosine: dict[int, float] = dict(dense)
             if mode == "dense":
                 ranked = dense
             elif mode == "bm25":
                 ranked = keyword
             else:
+                assert query is not None
                 missing = [c for c, _ in keyword if c not in cosine]
                 for cid, vec in self.store.vectors_for(conn, missing).items():
                     cosine[cid] = float(np.dot(vec, query))

@@ -871,6 +871,7 @@ class Writer:
             base = None
         if base is None:
             ids = [r[0] for r in self.conn.execute("SELECT id FROM chunks ORDER BY id")]
+            index: Any
             if n >= self.store.ann_threshold:
                 nlist = ivf_nlist_for(n)
                 index = faiss.IndexIVFFlat(
