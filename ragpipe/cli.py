@@ -150,8 +150,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_ask(args: argparse.Namespace) -> int:
     pipe = _pipeline(args)
     stream = pipe.stream(args.question)
+    streamed = ""
     if not args.json:
         for piece in stream:
+            streamed += piece
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
@@ -162,24 +164,49 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_answer_json(ans), indent=2))
         return 0
+    if ans.text.strip() != streamed.strip():
+        # The checks withheld the streamed draft (or removed invalid citation markers).
+        why = f" ({ans.abstain_reason})" if ans.abstain_reason else ""
+        print(f"\nChecked answer{why}: {ans.text}")
     if ans.hits:
-        print("\nSources:")
+        print("\nClosest passages:" if not ans.found else "\nSources:")
         cited = {c.n for c in ans.citations}
         for i, h in enumerate(ans.hits, start=1):
             mark = "*" if i in cited else " "
             print(f" {mark}[{i}] {h.location}  (score {h.score:.3f})")
+        if not ans.found:
+            for h in ans.also_retrieved:
+                print(f"     {h.location}  (score {h.score:.3f})")
+    for c in ans.citations:
+        flag = {True: "supported", False: "NOT supported", None: "not checked"}[c.supported]
+        how = ", found by ragpipe" if c.inferred else ""
+        where = f" chars {c.span[0]}-{c.span[1]}" if c.span else ""
+        print(f"   [{c.n}] {flag}{how} by {c.hit.location}{where}")
+    if ans.support.confidence is not None:
+        s = ans.support
+        print(f"support: {s.verdict}; {s.supported}/{s.citations} citations supported, "
+              f"confidence {s.confidence:.2f}")
     if ans.dropped:
         print(f"\n{len(ans.dropped)} retrieved passage(s) left out to fit the context window:")
         for h in ans.dropped:
             print(f"   - {h.location}")
     if args.explain:
         f = stream.fitted
+        llm = pipe.settings.llm
+        parts = ", ".join(f"{k} {v}" for k, v in f.parts.items())
         print(
-            f"\nprompt {f.tokens} tokens of a {f.budget}-token budget "
-            f"(n_ctx {pipe.settings.llm.n_ctx} - {pipe.settings.llm.max_tokens} answer tokens); "
-            f"answer {ans.answer_tokens} tokens; "
-            + ", ".join(f"{k} {v:.2f}s" for k, v in ans.timings.items())
+            f"\nprompt {f.tokens} tokens ({parts}) of a {f.budget}-token budget "
+            f"(n_ctx {llm.n_ctx} - {llm.max_tokens} answer tokens); "
+            f"{len(f.used)} passage(s) used, {len(f.dropped)} dropped"
+            + (f", {f.history_dropped} history message(s) dropped" if f.history_dropped else "")
         )
+        think = f" (+{ans.think_tokens} reasoning)" if ans.think_tokens else ""
+        print(f"answer {ans.answer_tokens} tokens{think}; "
+              + ", ".join(f"{k} {v:.2f}s" for k, v in ans.timings.items()))
+        if ans.query and ans.query != ans.question:
+            print(f"searched for: {ans.query}")
+        if ans.signals:
+            print("signals: " + ", ".join(f"{k} {v:.2f}" for k, v in ans.signals.items()))
     return 0
 
 
@@ -188,14 +215,29 @@ def _answer_json(ans) -> dict:  # noqa: ANN001
         "question": ans.question,
         "text": ans.text,
         "found": ans.found,
+        "abstain_reason": ans.abstain_reason,
+        "withheld": ans.withheld,
+        "query": ans.query,
         "citations": [
             {"n": c.n, "source": c.hit.source, "page": c.hit.page, "supported": c.supported,
-             "span": c.span}
+             "span": list(c.span) if c.span else None, "score": c.score,
+             "sentence": c.sentence, "inferred": c.inferred}
             for c in ans.citations
         ],
+        "support": {
+            "verdict": ans.support.verdict,
+            "citations": ans.support.citations,
+            "supported": ans.support.supported,
+            "unsupported": ans.support.unsupported,
+            "uncited_sentences": ans.support.uncited_sentences,
+            "confidence": ans.support.confidence,
+        },
         "passages": [h.__dict__ for h in ans.hits],
         "dropped": [h.location for h in ans.dropped],
         "prompt_tokens": ans.prompt_tokens,
+        "token_parts": ans.token_parts,
+        "answer_tokens": ans.answer_tokens,
+        "think_tokens": ans.think_tokens,
         "timings": ans.timings,
     }
 

@@ -152,15 +152,18 @@ class Answer:
     found: bool = True  # False when ragpipe answered "not found in the documents"
     timings: dict[str, float] = field(default_factory=dict, compare=False)
     support: Support = field(default_factory=Support)
-    # Why ragpipe said "not found": "" (it answered), "no passages", "not relevant"
-    # (retrieval found nothing close enough), "not supported" (the draft failed the
-    # checks), "model" (the model itself said so).
+    # Why ragpipe said "not found": "" (it answered), "no passages", "not relevant" (no
+    # passage covers the question), "unsupported" (no passage backs the draft), "uncertain"
+    # (calibrated confidence below answer.min_confidence), "model" (the model said so).
     abstain_reason: str = ""
     withheld: str = ""  # the model's draft when it was replaced by "not found"
     query: str = ""  # what was searched: the question, or a follow-up made standalone
     token_parts: dict[str, int] = field(default_factory=dict, compare=False)
     think_tokens: int = 0  # reasoning tokens generated and removed
     signals: dict[str, float] = field(default_factory=dict, compare=False)
+    # Retrieved but not given to the model (answer.passages < retrieval.top_k): with a
+    # not-found answer, these and ``hits`` are the closest passages to read.
+    also_retrieved: tuple[Hit, ...] = ()
 
 
 @dataclass(frozen=True)

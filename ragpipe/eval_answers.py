@@ -165,6 +165,15 @@ def record(qa: QA, answer: Any, doc_of: Callable[[str], str]) -> dict[str, Any]:
     }
     draft = answer.text if answer.found else rec["withheld"]
     rec["draft"] = draft
+    if draft:  # the draft's citations, kept for re-deciding abstention offline (rescore)
+        from .grounding import check_answer
+
+        rec["draft_citations"] = [
+            {"n": c.n, "doc": doc_of(c.hit.source), "supported": c.supported,
+             "score": c.score, "inferred": c.inferred,
+             "valid": any(contains(c.hit.text, g) for g in golds) if golds else None}
+            for c in check_answer(draft, answer.hits).citations
+        ]
     if golds:
         rec["f1"] = max(token_f1(text, g) for g in golds)
         rec["em"] = max(exact_match(text, g) for g in golds)
@@ -283,3 +292,119 @@ def format_report(result: dict[str, Any]) -> str:
         f"total p50 {m['total_p50_s']:.2f} s  p95 {m['total_p95_s']:.2f} s",
     ]
     return "\n".join(lines)
+
+
+# ----- calibration -----------------------------------------------------------------------------
+def fit_calibration(
+    records: Sequence[dict[str, Any]], features: Sequence[str], l2: float = 1.0
+) -> Any:
+    """A logistic model of P(answerable) from the records' signals, and its threshold.
+
+    Records are those of a run with the checks on and the abstention threshold at 0
+    (``answer.min_confidence=0``), so every question has its signals. The threshold
+    maximizes balanced accuracy (mean of correct abstention and correct answering), the
+    trade-off between false answers and false refusals the report shows.
+    """
+    import numpy as np
+
+    from .grounding import Calibration
+
+    rows = [r for r in records if r.get("signals")]
+    if len(rows) < 10:
+        raise ConfigError("too few records with signals to calibrate (need 10)")
+    x = np.array([[float(r["signals"].get(f, 0.0)) for f in features] for r in rows])
+    y = np.array([1.0 if r["answerable"] else 0.0 for r in rows])
+    mu, sd = x.mean(0), x.std(0) + 1e-9
+    z = (x - mu) / sd
+    w, b = np.zeros(len(features)), 0.0
+    for _ in range(5000):  # plain gradient descent: tiny, deterministic, no dependency
+        p = 1 / (1 + np.exp(-(z @ w + b)))
+        w -= 0.1 * (z.T @ (p - y) / len(y) + l2 * w / len(y))
+        b -= 0.1 * float((p - y).mean())
+    weights = {f: float(wi / si) for f, wi, si in zip(features, w, sd, strict=True)}
+    bias = float(b - (w * mu / sd).sum())
+    cal = Calibration(bias, weights, 0.5)
+    probs = np.array([cal.probability(r["signals"]) for r in rows])
+    best, threshold = -1.0, 0.5
+    for t in sorted(set(np.round(probs, 4))):
+        answered = probs >= t
+        score = (answered[y == 1].mean() + (~answered[y == 0]).mean()) / 2
+        if score > best:
+            best, threshold = float(score), float(t)
+    return Calibration(round(bias, 4), {k: round(v, 4) for k, v in weights.items()},
+                       round(threshold, 4))
+
+
+def rescore(records: Sequence[dict[str, Any]], calibration: Any) -> dict[str, float]:
+    """The figures the run would have given with ``calibration`` deciding abstention.
+
+    Only answers the model drafted can be re-decided; questions abstained for other
+    reasons (no passages, the model refused) stay abstained.
+    """
+    out = []
+    for r in records:
+        r = dict(r)
+        if r.get("signals") and r.get("draft"):
+            answer = calibration.probability(r["signals"]) >= calibration.threshold
+            r["found"] = answer
+            text = r["draft"] if answer else ""
+            if r["answerable"]:
+                golds = r["gold"]
+                r["f1"] = max(token_f1(text, g) for g in golds)
+                r["em"] = max(exact_match(text, g) for g in golds)
+                r["contained"] = any(contains(text, g) for g in golds)
+            r["citations"] = r.get("draft_citations", r["citations"]) if answer else []
+        out.append(r)
+    return summarize(out)
+
+
+FEATURES = ("refusal_p", "judge", "lp_mean", "lp_min", "lp_first", "retrieval", "support")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ragpipe.eval_answers``: run a sample, or fit the calibration on a run."""
+    import argparse
+    import sys
+
+    from .settings import load_settings
+
+    p = argparse.ArgumentParser(prog="python -m ragpipe.eval_answers", description=__doc__)
+    p.add_argument("--dataset", type=Path, help="SQuAD v2 (or v1.1) JSON file")
+    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--offset", type=int, default=0, help="slice start in the seeded shuffle")
+    p.add_argument("--json", type=Path, help="write the result, with every record, here")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="setting override, e.g. answer.passages=2 (repeatable)")
+    p.add_argument("--tune", type=Path, metavar="RUN.json",
+                   help="fit the abstention calibration on a run made with "
+                        "answer.min_confidence=0 and print it")
+    p.add_argument("--rescore", type=Path, metavar="RUN.json",
+                   help="re-decide a run's abstentions with the current calibration")
+    args = p.parse_args(argv)
+    if args.tune or args.rescore:
+        from .grounding import CALIBRATION
+
+        run_ = json.loads(Path(args.tune or args.rescore).read_text(encoding="utf-8"))
+        cal = fit_calibration(run_["records"], FEATURES) if args.tune else CALIBRATION
+        print(cal)
+        print(json.dumps({k: round(v, 4) for k, v in rescore(run_["records"], cal).items()}))
+        return 0
+    if not args.dataset:
+        p.error("--dataset is required")
+    overrides = dict(kv.split("=", 1) for kv in args.set)
+    settings = load_settings(overrides=overrides)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "questions" and sys.stderr.isatty():
+            print(f"\r{done}/{total}", end="", file=sys.stderr, flush=True)
+
+    result = run(settings, args.dataset, args.n, args.seed, args.offset, progress)
+    print(format_report(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -104,6 +104,87 @@ class ThinkFilter:
         return "" if self.thinking else held
 
 
+_SPACES = re.compile(r"\s+")
+# Typographic quotes and dashes match their plain forms: the model writes '"' for '“'.
+_PLAIN = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2033": '"',
+                        "\u2018": "'", "\u2019": "'", "\u201b": "'", "\u2032": "'",
+                        "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u00a0": " "})
+
+
+def plain(text: str) -> str:
+    """Lower case, plain quotes and dashes, single spaces: how copies are compared."""
+    return _SPACES.sub(" ", text.translate(_PLAIN).lower())
+
+
+def _variants(word: str) -> tuple[str, ...]:
+    """Spellings whose first token can start ``word`` ("Not", " Not", "not", ...)."""
+    first = word.split()[0] if word.split() else word
+    forms = {first, first.lower(), first.capitalize(), first.upper()}
+    return tuple(sorted(forms | {" " + f for f in forms}))
+_CITE_CHARS = re.compile(r"^[\s\[\]\d,]*$")
+
+
+class CopyConstraint:
+    """Copy-constrained decoding: the answer must be a verbatim span of the given texts.
+
+    Small models find the right passage text but paraphrase it on the way out ("3" for
+    "three", "agricultural and commercial" for "commercial, scientific"), and then the
+    answer neither matches the gold phrase nor can be checked against the passage. So at
+    each step the most likely of the model's top ``candidates`` tokens that keeps the
+    answer a substring of some passage (ignoring case and runs of white space) is taken.
+    The span ends when the model itself would rather cite (``[``), break the line or
+    stop, or after one sentence; then only citation markers ("[1]", "[2, 3]") may follow.
+    """
+
+    candidates = 64
+    max_tail = 8  # tokens of citation markers after the span
+
+    def __init__(self, sources: Sequence[str]) -> None:
+        self.sources = [plain(s) for s in sources]
+        self.span = ""  # normalized copied text so far
+        self.raw = ""  # the same, as written
+        self.tail = -1  # -1 while copying, then the number of citation tokens written
+
+    def _fits(self, piece: str) -> str | None:
+        if not piece or "\n" in piece or "\ufffd" in piece:
+            return None  # a line break, or part of a character split over tokens
+        cand = plain(self.span + piece).lstrip()
+        if not cand:
+            return cand
+        return cand if any(cand in s for s in self.sources) else None
+
+    def choose(self, ranked: Sequence[tuple[int, str]]) -> int | None:
+        """The token to emit from (token, text) pairs best first; None ends the answer."""
+        if not ranked:
+            return None
+        first_tok, first_text = ranked[0]
+        if self.tail < 0:
+            wants_end = first_text.lstrip().startswith("[") or "\n" in first_text
+            # one sentence at most: a full stop after a lower-case word ends the span
+            # ("J.I." or "U.S." do not)
+            end = self.raw.rstrip()
+            wants_end |= (
+                end[-1:] in (".", "!", "?") and end[-2:-1].isalnum()
+                and not end[-2:-1].isupper() and first_text[:1] == " "
+            )
+            if not (wants_end and self.span.strip()):
+                for tok, text in ranked:
+                    fit = self._fits(text)
+                    if fit is not None and (fit or self.span):
+                        self.span, self.raw = fit, self.raw + text
+                        return tok
+                if not self.span.strip():
+                    return None  # nothing the model likes is in the passages
+            self.tail = 0
+        # citation markers only, and only while the model itself wants them
+        if self.tail >= self.max_tail or not first_text.strip():
+            return None
+        if _CITE_CHARS.match(first_text):
+            self.tail += 1
+            return first_tok
+        return None
+
+
 class LlamaCppGenerator:
     """A GGUF model run by llama.cpp; loads on first use."""
 
@@ -253,13 +334,24 @@ class LlamaCppGenerator:
         return np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),))
 
     def stream_scored(
-        self, messages: Sequence[Message], max_tokens: int
+        self,
+        messages: Sequence[Message],
+        max_tokens: int,
+        copy_from: Sequence[str] = (),
+        refusal: str = "",
+        report: dict[str, float] | None = None,
     ) -> Iterator[tuple[str, float]]:
         """Greedy decoding that yields (text piece, log-probability of its token).
 
-        The log-probabilities give a free confidence signal for the answer. Text pieces
-        may be empty while a multi-byte character is incomplete. Holds the lock until the
-        stream ends or is closed.
+        The log-probabilities give a free confidence signal for the answer. With
+        ``copy_from``, decoding is copy-constrained (see CopyConstraint): the answer is a
+        verbatim span of one of those texts, optionally followed by citation markers.
+        ``refusal`` names the reply the prompt allows when there is no answer (e.g.
+        "Not found"): the probability of its first token at the first step is written to
+        ``report["refusal_p"]`` (a free answerability signal), and under the copy
+        constraint that token cannot start the answer. Text pieces may be empty while a
+        multi-byte character is incomplete. Holds the lock until the stream ends or is
+        closed.
         """
         import codecs
 
@@ -269,17 +361,34 @@ class LlamaCppGenerator:
         tokens, stop = self._checked_render(messages, max_tokens)
         llm = self._load()
         vocab = llm._model.vocab
+        copy = CopyConstraint(copy_from) if copy_from else None
+        refuse = sorted(self._first_tokens(llm, _variants(refusal))) if refusal else []
         with self.lock:
             self._prefill(llm, tokens)
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             held = ""  # text that might be the start of a stop string
-            for _ in range(max_tokens):
+            for step in range(max_tokens):
                 logits = self._last_logits(llm)
                 tok = int(np.argmax(logits))
                 top = float(logits[tok])
-                logprob = -float(np.log(np.exp(logits - top, dtype=np.float64).sum()))
+                norm = top + float(np.log(np.exp(logits - top, dtype=np.float64).sum()))
+                if step == 0 and refuse and report is not None:
+                    report["refusal_p"] = float(np.exp(logits[refuse] - norm).sum())
                 if llama_cpp.llama_vocab_is_eog(vocab, tok):
                     break
+                if copy is not None:
+                    k = CopyConstraint.candidates
+                    best = np.argpartition(logits, -k)[-k:]
+                    order = [int(t) for t in best[np.argsort(-logits[best])]]
+                    if step == 0:
+                        order = [t for t in order if t not in refuse]
+                    pick = copy.choose(
+                        [(t, self._piece(llm, t).decode("utf-8", "replace")) for t in order]
+                    )
+                    if pick is None:
+                        break
+                    tok = pick
+                logprob = float(logits[tok]) - norm
                 held += decoder.decode(self._piece(llm, tok))
                 cut = min((held.find(s) for s in stop if s and s in held), default=-1)
                 if cut >= 0:

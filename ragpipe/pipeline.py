@@ -33,10 +33,19 @@ from .embedding import Embedder, SentenceTransformerEmbedder
 from .errors import ReadError
 from .followup import history_messages, standalone_query
 from .generation import Generator, LlamaCppGenerator, ThinkFilter, strip_think
-from .grounding import CALIBRATION, check_answer, question_coverage, signals_for
+from .grounding import (
+    CALIBRATION,
+    SUPPORT_THRESHOLD,
+    check_answer,
+    complete_last_word,
+    content_words,
+    question_coverage,
+    signals_for,
+)
 from .ingest import READER_VERSION, FoundFile, read_many, walk
 from .prompts import (
     NOT_FOUND,
+    REFUSAL,
     FittedPrompt,
     cited_numbers,
     fit_prompt,
@@ -441,8 +450,10 @@ class Pipeline:
         if history:
             gen = self.generator if a.rewrite == "model" else None
             query = standalone_query(question, history, a.rewrite, gen)
-        fitted = self.prepare(question, history, query=query)
-        return AnswerStream(self, question, fitted, t0, query)
+        n = a.passages or self.settings.retrieval.top_k
+        hits = self.search(query, k=max(n, self.settings.retrieval.top_k))
+        fitted = self.prepare(question, history, hits=hits[:n], query=query)
+        return AnswerStream(self, question, fitted, t0, query, tuple(hits[n:]))
 
     def ask(self, question: str, history: Sequence[dict] = ()) -> Answer:
         """Answer ``question`` in one call (no streaming)."""
@@ -469,10 +480,12 @@ class AnswerStream:
         fitted: FittedPrompt,
         t0: float,
         query: str | None = None,
+        also_retrieved: tuple[Hit, ...] = (),
     ):
         self.pipeline = pipeline
         self.question = question
         self.query = query or question
+        self.also_retrieved = also_retrieved
         self.fitted = fitted
         self.hits = fitted.used
         self._t0 = t0
@@ -485,7 +498,11 @@ class AnswerStream:
             self._abstain("no passages")
             yield NOT_FOUND
             return
-        if a.check and question_coverage(self.query, self.hits) < a.min_question_coverage:
+        if (
+            a.check
+            and content_words(self.query)
+            and question_coverage(self.query, self.hits) < a.min_question_coverage
+        ):
             self._abstain("not relevant")
             yield NOT_FOUND
             return
@@ -494,8 +511,14 @@ class AnswerStream:
         # Reasoning may use the whole window; the visible answer stops at llm.max_tokens.
         room = max(visible_max, gen.n_ctx - self.fitted.tokens)
         scored = getattr(gen, "stream_scored", None)
+        self._report: dict[str, float] = {}
         if scored is not None and getattr(gen, "temperature", 0) == 0:
-            tokens: Iterator[tuple[str, float]] = scored(self.fitted.messages, room)
+            extract = a.style == "extract"
+            tokens: Iterator[tuple[str, float]] = scored(
+                self.fitted.messages, room,
+                copy_from=[h.text for h in self.hits] if extract else (),
+                refusal=REFUSAL if extract else "", report=self._report,
+            )
         else:
             tokens = ((t, float("nan")) for t in gen.stream(self.fitted.messages, room))
         think = ThinkFilter()
@@ -542,6 +565,7 @@ class AnswerStream:
             abstain_reason=reason,
             query=self.query,
             token_parts=dict(self.fitted.parts),
+            also_retrieved=self.also_retrieved,
         )
 
     def _finish(
@@ -557,11 +581,14 @@ class AnswerStream:
         timings = {"generate_s": time.monotonic() - self._t0}
         if first is not None:
             timings["first_token_s"] = first
-        refused = NOT_FOUND.lower().rstrip(".") in draft.lower() or not draft
+        refused = not draft or any(
+            r.lower().rstrip(".") in draft.lower() for r in (NOT_FOUND, REFUSAL)
+        )
         common = dict(
             question=self.question, hits=self.hits, dropped=self.fitted.dropped,
             prompt_tokens=self.fitted.tokens, answer_tokens=n_tokens, timings=timings,
             query=self.query, token_parts=dict(self.fitted.parts), think_tokens=n_think,
+            also_retrieved=self.also_retrieved,
         )
         if not a.check:
             text = remove_invalid_citations(draft, len(self.hits))
@@ -572,19 +599,34 @@ class AnswerStream:
                 abstain_reason="model" if refused else "", **common,  # type: ignore[arg-type]
             )
             return
+        if a.style == "extract":
+            draft = complete_last_word(draft, self.hits)
         checked = check_answer(draft, self.hits)
         judge = None
         gen = self.pipeline.generator
         yes_probability = getattr(gen, "yes_probability", None)
         if a.judge and yes_probability is not None and not refused:
-            judge = yes_probability(judge_messages(self.fitted.messages, draft))
-        signals = signals_for(self.query, self.hits, checked, logprobs, judge)
-        confidence = CALIBRATION.probability(signals)
+            judge = yes_probability(judge_messages(self.fitted.messages))
+        signals = signals_for(
+            self.query, self.hits, checked, logprobs, judge,
+            getattr(self, "_report", {}).get("refusal_p"),
+        )
+        # Without the signals it was fitted on (judge off, or a generator without it) the
+        # calibration does not apply: then only the support check can withhold.
+        confidence = CALIBRATION.probability(signals) if CALIBRATION.applies(signals) else None
         threshold = a.min_confidence if a.min_confidence >= 0 else CALIBRATION.threshold
-        reason = "model" if refused else "not supported" if confidence < threshold else ""
+        if refused:
+            reason = "model"
+        elif checked.best_score < SUPPORT_THRESHOLD:
+            reason = "unsupported"  # no passage backs the draft: never shown as an answer
+        elif confidence is not None and confidence < threshold:
+            reason = "uncertain"
+        else:
+            reason = ""
         support = Support(
             checked.support.citations, checked.support.supported, checked.support.unsupported,
-            checked.support.uncited_sentences, round(confidence, 4),
+            checked.support.uncited_sentences,
+            None if confidence is None else round(confidence, 4),
         )
         timings["total_s"] = time.monotonic() - self._t0
         timings["check_s"] = timings["total_s"] - timings["generate_s"]

@@ -1,35 +1,44 @@
 """Question -> Hits: dense and keyword search, fusion, filters and result shaping.
 
-Keyword search is SQLite FTS5 (``chunks_fts``, porter stemming) ranked by its
-bm25(), built from the question's terms as an OR query without stopwords (the
-33-word Lucene English list, as bm25s uses). It lives in the same database as
-the chunks and is kept by triggers, so it is transactional, follows every sync
-(adds, changes, deletes) and is as crash-safe as the rest of the index. On the
-evaluation data it ranks at least as well as bm25s with English stemming
-(SciFact and SQuAD figures in docs/retrieval.md), so no second keyword index is
-kept beside it.
+Keyword search is SQLite FTS5 ranked by its bm25(), queried with the
+question's terms as an OR query without stopwords (the 33-word Lucene English
+list, as bm25s uses), each term quoted so FTS5 syntax in a question is inert.
+By default it searches ``chunks_fts`` (each chunk's own text). With
+``keyword_context`` > 0 it searches ``chunk_context_fts``, where each chunk has
+a second column with the words of its previous and next chunk (overlaps
+once), weighted ``keyword_context`` in bm25(), so a chunk is judged with the
+words around it (+0.009 nDCG@10 on SciFact at 0.3, but it misranked a
+question of the project's own test corpus, so it is off by default). Both
+live in the index's database and are kept by triggers, so they are
+transactional, follow every sync (adds, changes, deletes) and are as
+crash-safe as the chunks themselves. Why not bm25s: on the same chunks FTS5
+ranked at least as well (SciFact nDCG@10 0.684 vs 0.676), and a second index
+file would need its own per-generation publishing (docs/retrieval.md).
 
 Fusion (``retrieval.fusion``): ``convex`` (default) unites the dense and keyword
 candidates, min-max normalizes each score list and ranks by
-``w * keyword + (1 - w) * dense`` (``keyword_weight``); a candidate missing from
-one list gets that list's lowest score (0 after normalizing), except that its
-cosine is computed exactly from its stored vector. Scores carry more than ranks
-here; measured against reciprocal rank fusion (``rrf``) in docs/retrieval.md.
+``w * keyword + (1 - w) * dense`` (``keyword_weight``, 0.4, chosen on held-out
+data); a candidate missing from the keyword list gets its lowest score (0 after
+normalizing), one missing from the dense list gets its exact cosine from its
+stored vector. It beat reciprocal rank fusion (``rrf``) by 0.015 (SciFact) and
+0.036 (SQuAD) nDCG@10: scores carry more than ranks here.
 
 Filters are applied inside both searches (an id selector in FAISS, an SQL
 condition in FTS5), so a filtered query returns k hits when k exist.
 
-Shaping: near-duplicate chunks (word-trigram Jaccard >= ``dedup``) are
-collapsed into the better one (its ``also_in`` names the other's file);
-``neighbours`` adds the chunks next to each hit, in document order, for
-context; ``min_score`` drops hits whose dense cosine similarity (the keyword
-score in ``bm25`` mode) is below it.
+Shaping: near-duplicate chunks (word-trigram Jaccard >= ``dedup``) collapse
+into the better one (its ``also_in`` names the other's file); ``neighbours``
+adds the chunks next to each hit, in document order, for context;
+``min_score`` drops hits whose dense cosine similarity (the keyword score in
+``bm25`` mode) is below it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import sys
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -57,6 +66,8 @@ class RetrievalConfig(Protocol):
     mode: str
     fusion: str
     keyword_weight: float
+    keyword_context: float
+    keyword_max_df: float
     rrf_k: int
     candidates: int
     dedup: float
@@ -292,6 +303,29 @@ def collapse_duplicates(hits: Sequence[Hit], threshold: float) -> list[Hit]:
     return kept
 
 
+_TORCH_THREADS = threading.Lock()
+
+
+def embed_query(embedder: Any, question: str) -> np.ndarray:
+    """The query vector, computed with one torch thread when torch is in use.
+
+    One short text gains nothing from intra-op threads, and on a busy machine
+    torch's OpenMP threads wait on each other: 2 threads on 2 shared cores took
+    ~500 ms per query, 1 thread ~10 ms (benchmarks/bench_retrieval.py). The
+    thread count is restored afterwards, so batch embedding keeps its threads.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return embedder.embed_query(question)
+    with _TORCH_THREADS:
+        n = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return embedder.embed_query(question)
+        finally:
+            torch.set_num_threads(n)
+
+
 # ----- the retriever -----------------------------------------------------------------------------
 class Retriever:
     """Searches one Store with one embedder, as configured by RetrievalSettings."""
@@ -316,7 +350,7 @@ class Retriever:
             raise ConfigError(f"retrieval mode {mode!r}: use one of {', '.join(MODES)}")
         flt = Filter.of(where)
         n = max(cfg.candidates, k)
-        query = self.embedder.embed_query(question) if mode != "bm25" else None
+        query = embed_query(self.embedder, question) if mode != "bm25" else None
         match = keyword_query(question) if mode != "dense" else ""
         with self.store.snapshot() as conn:
             dense: list[tuple[int, float]] = []
@@ -329,8 +363,10 @@ class Retriever:
                     )
                 dense = self.store.dense_pairs(conn, query, n, allowed)
             if match:  # the filter becomes an SQL condition inside the FTS5 query
+                context = float(getattr(cfg, "keyword_context", 0.0))
+                match = self._prune(conn, question, match, context)
                 cond = flt.sql() if flt is not None else None
-                keyword = self.store.keyword_pairs(conn, match, n, cond)
+                keyword = self.store.keyword_pairs(conn, match, n, cond, context)
             cosine: dict[int, float] = dict(dense)
             if mode == "dense":
                 ranked = dense
@@ -360,6 +396,24 @@ class Retriever:
             if cfg.neighbours > 0 and hits:
                 hits = self._with_neighbours(conn, hits, cfg.neighbours)
             return hits
+
+    def _prune(self, conn: Any, question: str, match: str, context: float) -> str:
+        """The keyword query without very common terms, for large indexes.
+
+        Past ``ann_threshold`` chunks, terms found in more than ``keyword_max_df`` of
+        them are left out: FTS5 must score every row a term matches, and such terms
+        weigh little in BM25.
+        """
+        max_df = getattr(self.config, "keyword_max_df", 1.0)
+        gen = self.store.current_generation(conn)
+        if max_df >= 1 or gen is None or gen.vectors < self.store.ann_threshold:
+            return match
+        terms = query_terms(question)
+        common = self.store.common_terms(conn, terms, max_df, context)
+        kept = [t for t in terms if t not in common]
+        if not kept or not common:
+            return match
+        return " OR ".join('"' + t.replace('"', '""') + '"' for t in kept)
 
     def _with_neighbours(self, conn: Any, hits: list[Hit], n: int) -> list[Hit]:
         """Each hit with up to ``n`` adjacent chunks of its document around it (document order).

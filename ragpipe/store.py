@@ -89,6 +89,42 @@ END;
 CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
     INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
 END;
+-- Keyword index of each chunk with its context: column ``text`` is the chunk, column
+-- ``near`` the words of its previous and next chunk that it does not share (same document,
+-- overlaps once). Searched with a lower weight on ``near`` (retrieval.keyword_context), a
+-- chunk is judged with the words around it; measured in docs/retrieval.md. Kept by
+-- triggers, so it follows every insert and delete in the same transaction.
+DROP TRIGGER IF EXISTS chunks_ctx_ai;
+DROP TRIGGER IF EXISTS chunks_ctx_ad;
+DROP TABLE IF EXISTS context_fts;
+DROP VIEW IF EXISTS chunk_contexts;
+CREATE VIEW IF NOT EXISTS chunk_context AS SELECT c.id AS id, c.text AS text, trim(
+    coalesce((SELECT CASE WHEN p.page IS c.page AND p.end >= c.start
+                          THEN substr(p.text, 1, c.start - p.start) ELSE p.text END
+              FROM chunks p WHERE p.sha256 = c.sha256 AND p.ordinal = c.ordinal - 1), '')
+    || ' ' ||
+    coalesce((SELECT CASE WHEN n.page IS c.page AND n.start < c.end
+                          THEN substr(n.text, c.end - n.start + 1) ELSE n.text END
+              FROM chunks n WHERE n.sha256 = c.sha256 AND n.ordinal = c.ordinal + 1), '')
+    ) AS near FROM chunks c;
+CREATE VIRTUAL TABLE IF NOT EXISTS chunk_context_fts USING fts5(
+    text, near, tokenize='porter unicode61'
+);
+CREATE TRIGGER IF NOT EXISTS chunks_context_ai AFTER INSERT ON chunks BEGIN
+    DELETE FROM chunk_context_fts WHERE rowid IN (SELECT id FROM chunks
+        WHERE sha256 = new.sha256 AND ordinal BETWEEN new.ordinal - 1 AND new.ordinal + 1);
+    INSERT INTO chunk_context_fts(rowid, text, near) SELECT id, text, near FROM chunk_context
+        WHERE id IN (SELECT id FROM chunks WHERE sha256 = new.sha256
+                     AND ordinal BETWEEN new.ordinal - 1 AND new.ordinal + 1);
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_context_ad AFTER DELETE ON chunks BEGIN
+    DELETE FROM chunk_context_fts WHERE rowid IN (old.id, (SELECT id FROM chunks WHERE
+        sha256 = old.sha256 AND ordinal = old.ordinal - 1), (SELECT id FROM chunks WHERE
+        sha256 = old.sha256 AND ordinal = old.ordinal + 1));
+    INSERT INTO chunk_context_fts(rowid, text, near) SELECT id, text, near FROM chunk_context
+        WHERE id IN (SELECT id FROM chunks WHERE sha256 = old.sha256
+                     AND ordinal IN (old.ordinal - 1, old.ordinal + 1));
+END;
 CREATE TABLE IF NOT EXISTS generations(
     id INTEGER PRIMARY KEY,
     faiss_file TEXT NOT NULL,
@@ -109,9 +145,9 @@ def _sha256_file(path: Path) -> str:
 
 
 # Exact (flat) search below this many chunks, IVF from there on; see benchmarks/bench_retrieval.py.
-ANN_THRESHOLD = 200_000
+ANN_THRESHOLD = 50_000
 IVF_LISTS_PER_SQRT = 4  # nlist = 4 * sqrt(n)
-IVF_NPROBE = 32  # lists scanned per query: recall@10 >= 0.95 against exact search, measured
+IVF_NPROBE = 64  # lists scanned per query: recall@10 >= 0.95 against exact search, measured
 
 
 def ivf_nlist_for(n: int) -> int:
@@ -141,6 +177,19 @@ def _needs_new_layout(index: Any, n: int, threshold: int) -> bool:
     if n < threshold // 2:
         return True
     return not (nlist / 2 <= ivf_nlist_for(n) <= nlist * 2)
+
+
+def _fill_context_index(conn: sqlite3.Connection) -> None:
+    """Build chunk_context_fts once for an index made before it existed (derived data)."""
+    if conn.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() and not conn.execute(
+        "SELECT 1 FROM chunk_context_fts LIMIT 1"
+    ).fetchone():
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT INTO chunk_context_fts(rowid, text, near) "
+            "SELECT id, text, near FROM chunk_context"
+        )
+        conn.execute("COMMIT")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -373,21 +422,41 @@ class Store:
         return pairs
 
     def keyword_pairs(
-        self, conn: sqlite3.Connection, match: str, k: int, where: tuple[str, list] | None = None
+        self,
+        conn: sqlite3.Connection,
+        match: str,
+        k: int,
+        where: tuple[str, list] | None = None,
+        context: float = 0.0,
     ) -> list[tuple[int, float]]:
         """(chunk id, BM25) of the ``k`` best FTS5 matches of ``match``, best first.
 
         ``match`` is an FTS5 query expression (see retrieval.keyword_query);
-        ``where`` is a condition on ``files f`` from ``filter_sql``. FTS5's
-        bm25() is negative (lower is better); it is returned negated.
+        ``where`` is a condition on ``files f`` from ``filter_sql``; ``context`` > 0
+        ranks each chunk by its own words plus its neighbours' words weighted by
+        ``context`` (chunk_context_fts), 0 by its own text only (chunks_fts).
+        FTS5's bm25() is negative (lower is better); it is returned negated.
         """
         if not match or k <= 0:
             return []
-        sql = "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ?"
+        table = "chunk_context_fts" if context > 0 else "chunks_fts"
+        if context > 0 and not (
+            conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'chunk_context_fts'"
+            ).fetchone()
+            and conn.execute("SELECT 1 FROM chunk_context_fts LIMIT 1").fetchone()
+        ):
+            table = "chunks_fts"  # an index from before chunk_context_fts: next write fills it
+        rank = f"bm25({table}, 1.0, {float(context)})" if table != "chunks_fts" else (
+            "bm25(chunks_fts)"
+        )
+        sql = f"SELECT rowid, {rank} AS s FROM {table} WHERE {table} MATCH ?"
         args: list[Any] = [match]
         if where is not None:
+            # "+rowid": without it SQLite hands the IN list to FTS5, which then runs the
+            # whole MATCH once per allowed id (35 s instead of 50 ms at 100,000 chunks).
             sql += (
-                " AND rowid IN (SELECT c.id FROM chunks c JOIN files f ON f.sha256 = c.sha256 "
+                " AND +rowid IN (SELECT c.id FROM chunks c JOIN files f ON f.sha256 = c.sha256 "
                 f"WHERE {where[0]})"
             )
             args += where[1]
@@ -397,6 +466,42 @@ class Store:
         except sqlite3.OperationalError:  # a query FTS5 cannot parse: no keyword matches
             return []
         return [(int(r[0]), -float(r[1])) for r in rows]
+
+    def common_terms(
+        self, conn: sqlite3.Connection, terms: Sequence[str], max_share: float, context: float = 0
+    ) -> set[str]:
+        """The ``terms`` that occur in more than ``max_share`` of the keyword index's rows.
+
+        Terms are stemmed exactly as FTS5 stems them, by tokenizing them in a
+        temporary FTS5 table and reading it through fts5vocab.
+        """
+        table = "chunks_fts"  # the chunk's own words decide what is common
+        gen = self.current_generation(conn)
+        n = gen.vectors if gen else 0
+        if not terms or n == 0 or max_share >= 1:
+            return set()
+        conn.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_terms "
+            "USING fts5(t, tokenize='porter unicode61')"
+        )
+        conn.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_terms_v "
+            "USING fts5vocab(temp, 'query_terms', 'instance')"
+        )
+        conn.execute(
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{table}_v "
+            f"USING fts5vocab(main, '{table}', 'row')"
+        )
+        conn.execute("DELETE FROM temp.query_terms")
+        conn.executemany(
+            "INSERT INTO temp.query_terms(rowid, t) VALUES (?, ?)", list(enumerate(terms, 1))
+        )
+        out = set()
+        for row, stem in conn.execute("SELECT doc, term FROM temp.query_terms_v").fetchall():
+            hit = conn.execute(f"SELECT doc FROM temp.{table}_v WHERE term = ?", (stem,)).fetchone()
+            if hit and hit[0] > max_share * n:
+                out.add(terms[row - 1])
+        return out
 
     def vectors_for(self, conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """Stored vectors of the given chunk ids (those that exist)."""
@@ -556,6 +661,9 @@ class Store:
                 problems.append(f"sqlite: {msg}")
         try:
             conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
+            conn.execute(
+                "INSERT INTO chunk_context_fts(chunk_context_fts) VALUES ('integrity-check')"
+            )
         except sqlite3.DatabaseError as exc:
             problems.append(f"keyword index: {exc}")
         meta = self.meta()
@@ -618,6 +726,7 @@ class Store:
             conn = _connect(self.db_path)
             try:
                 conn.executescript(_SCHEMA)
+                _fill_context_index(conn)
                 w = Writer(self, conn, meta)
                 yield w
                 w.rollback()  # anything not published is discarded
@@ -808,6 +917,11 @@ class Writer:
         if n:
             done.append(f"{n} files without stored content will be re-read by the next sync")
         self.conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
+        self.conn.execute("DELETE FROM chunk_context_fts")
+        self.conn.execute(
+            "INSERT INTO chunk_context_fts(rowid, text, near) "
+            "SELECT id, text, near FROM chunk_context"
+        )
         self._changed = True
         gen = self.publish(note="repair", rebuild=True)
         done.append(f"rebuilt the vector index from SQLite as generation {gen}")

@@ -55,8 +55,8 @@ class FakeEmbedder:
 
 
 def config(**kw):
-    base = dict(mode="hybrid", fusion="convex", keyword_weight=0.5, rrf_k=60, candidates=50,
-                dedup=0.8, neighbours=0, min_score=0.0)
+    base = dict(mode="hybrid", fusion="convex", keyword_weight=0.4, rrf_k=60, candidates=50,
+                dedup=0.8, neighbours=0, min_score=0.0, keyword_context=0.0, keyword_max_df=0.2)
     base.update(kw)
     return SimpleNamespace(**base)
 
@@ -67,7 +67,10 @@ EMB = FakeEmbedder()
 
 def put(w, path, texts, kind="txt", mtime_ns=1, sha=None):
     sha = sha or hashlib.sha256((path + "|".join(texts)).encode()).hexdigest()
-    chunks = [Chunk(t, None, 0, len(t), i) for i, t in enumerate(texts)]
+    chunks, pos = [], 0
+    for i, t in enumerate(texts):  # one page, chunks one space apart
+        chunks.append(Chunk(t, None, pos, pos + len(t), i))
+        pos += len(t) + 1
     w.put_content(sha, kind, 1, "r1", EMB.name, chunks, EMB.embed(texts))
     w.set_file(path, sha, 10, mtime_ns, Outcome.OK, kind=kind, pages=1, chunks=len(texts))
     return sha
@@ -178,6 +181,60 @@ def test_keyword_index_follows_adds_changes_deletes_and_rollbacks(store):
     assert all(h.source != "hr/ghost.txt" for h in search(store, "phantom", k=20))
 
 
+def contexts(store):
+    with store.snapshot() as conn:
+        got = conn.execute(
+            "SELECT rowid, text, near FROM chunk_context_fts ORDER BY rowid").fetchall()
+        want = conn.execute("SELECT id, text, near FROM chunk_context ORDER BY id").fetchall()
+        conn.execute("INSERT INTO chunk_context_fts(chunk_context_fts) VALUES ('integrity-check')")
+    return got, want
+
+
+def test_context_index_spans_neighbours_once_and_follows_changes(tmp_path):
+    s = Store(tmp_path / "ctx")
+    page = "alpha beta gamma delta epsilon zeta eta theta"
+    spans = [(0, 16), (11, 29), (23, 45)]  # overlapping chunks of one page
+    chunks = [Chunk(page[a:b], 2, a, b, i) for i, (a, b) in enumerate(spans)]
+    with s.writer(META) as w:
+        w.put_content("p", "pdf", 2, "r1", EMB.name, chunks, EMB.embed([c.text for c in chunks]))
+        w.set_file("p.pdf", "p", 1, 1, Outcome.OK, kind="pdf", chunks=3)
+        put(w, "other.txt", ["one", "two", "three", "four"])
+        w.publish()
+    got, want = contexts(s)
+    assert got == want and len(got) == 7
+    near = {i: (t, n) for i, t, n in want}
+    first_id = min(near)
+    assert near[first_id] == (page[0:16], page[16:29].strip())  # the next chunk's new words
+    assert near[first_id + 1] == (page[11:29], (page[0:11] + " " + page[29:45]).strip())
+    assert near[first_id + 2] == (page[23:45], page[11:23].strip())
+    # neighbours' words count as much as its own: the middle chunk reaches both words
+    assert search(s, "alpha theta", mode="bm25", k=1, keyword_context=1.0)[0].text == page[11:29]
+    # at 0.3 a chunk's own word weighs more than two of its neighbours'
+    assert search(s, "alpha theta", mode="bm25", k=1, keyword_context=0.3)[0].text == page[0:16]
+    assert not search(s, "delta", mode="bm25", k=3, keyword_context=0.0)[0].text.startswith("al")
+    with s.writer(META) as w:  # change one file, delete the other
+        put(w, "other.txt", ["uno", "dos"])
+        w.remove_file("p.pdf")
+        w.collect()
+        w.publish()
+    got, want = contexts(s)
+    assert got == want and sorted((t, n) for _, t, n in got) == [("dos", "uno"), ("uno", "dos")]
+
+
+def test_an_index_from_before_the_context_table_is_filled_on_the_next_write(store):
+    with store.snapshot() as conn:
+        n = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    with store.snapshot() as conn:  # as made by a ragpipe without the context index
+        for sql in ("DROP TRIGGER chunks_context_ai", "DROP TRIGGER chunks_context_ad",
+                    "DROP VIEW chunk_context", "DROP TABLE chunk_context_fts"):
+            conn.execute(sql)
+    assert search(store, "vacation", mode="bm25")  # falls back to the chunk index meanwhile
+    with store.writer(META):
+        pass
+    got, want = contexts(store)
+    assert got == want and len(got) == n
+
+
 # ----- filters inside the search -----------------------------------------------------------------
 @pytest.fixture
 def many(tmp_path):
@@ -217,6 +274,18 @@ def test_modified_date_filter(many, mode):
     assert len(day) == 9
     none = search(many, "travel rules", k=5, mode=mode, where=parse_where(["path=nowhere/"]))
     assert none == []
+
+
+def test_common_terms_are_left_out_of_the_keyword_query_of_large_indexes(many):
+    with many.snapshot() as conn:
+        common = many.common_terms(conn, ["travel", "rules", "number", "17", "zebra"], 0.2)
+    assert common == {"travel", "rules", "number"}  # stemmed as FTS5 stems them ("rule")
+    many.ann_threshold = 10  # 30 chunks: "large"
+    hits = search(many, "travel rules 17", mode="bm25", k=3)
+    assert [h.source for h in hits] == ["other/doc17.txt"]  # only "17" was asked
+    assert len(search(many, "travel rules", mode="bm25", k=50)) == 30  # all common: all kept
+    many.ann_threshold = 1000
+    assert len(search(many, "travel rules 17", mode="bm25", k=50)) == 30
 
 
 def test_parse_where_forms():
@@ -266,15 +335,16 @@ def test_search_collapses_duplicates_and_still_returns_k(tmp_path):
     assert sum("Confidential" in h.text for h in hits) == 1
     conf = next(h for h in hits if "Confidential" in h.text)
     assert len(conf.also_in) == 3
-    raw = search(s, "staff notice", k=3, shape=False)
-    assert sum("Confidential" in h.text for h in raw) >= 2
+    raw = search(s, "staff notice", k=6, shape=False)
+    assert sum("Confidential" in h.text for h in raw) == 4
 
 
 def test_neighbours_are_added_in_document_order(store):
-    hits = search(store, "expires March", k=1, neighbours=1, mode="bm25")
+    hits = search(store, "expires March", k=1, neighbours=1, mode="bm25", keyword_context=0.0)
     assert [h.text.split()[0] for h in hits] == ["Annual", "Unused", "Sick"]
     assert len({h.score for h in hits}) == 1
-    hits = search(store, "annual vacation", k=1, neighbours=1, mode="bm25")
+    hits = search(store, "annual vacation", k=1, neighbours=1, mode="bm25",
+                  keyword_context=0.0)
     assert [h.text.split()[0] for h in hits] == ["Annual", "Unused"]  # first chunk: no left
 
 

@@ -71,16 +71,49 @@ def index_names(settings: Settings) -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "index.sqlite").is_file())
 
 
-def show_sources(answer_hits, cited: set[int]) -> None:
-    """List the passages given to the model, cited ones first marked."""
+def _snippet(text: str, span: tuple[int, int] | None, limit: int = 600) -> str:
+    """The passage text for display, the supporting span highlighted and kept in view."""
+    if span is None:
+        flat = " ".join(text.split())
+        return flat[:limit] + ("…" if len(flat) > limit else "")
+    a, b = span
+    lead = max(0, a - limit // 3)
+    before, mid, after = text[lead:a], text[a:b], text[b:]
+    room = max(0, limit - len(before) - len(mid))
+    shown = (
+        ("…" if lead else "") + " ".join(before.split()) + " "
+        + f":orange-background[{' '.join(mid.split())}]" + " "
+        + " ".join(after[:room].split()) + ("…" if len(after) > room else "")
+    )
+    return shown.strip()
+
+
+def show_sources(answer_hits, citations=(), found: bool = True) -> None:
+    """List the passages given to the model, cited ones marked supported or not.
+
+    The text that supports a citation is highlighted in its passage.
+    """
     if not answer_hits:
         return
-    with st.expander(f"Sources ({len(answer_hits)})", expanded=True):
+    by_n: dict[int, list] = {}
+    for c in citations:
+        by_n.setdefault(c.n, []).append(c)
+    title = "Sources" if found else "Closest passages"
+    with st.expander(f"{title} ({len(answer_hits)})", expanded=True):
         for i, hit in enumerate(answer_hits, start=1):
-            mark = "✅ cited" if i in cited else "not cited"
+            cites = by_n.get(i, [])
+            if not cites:
+                mark = "not cited"
+            elif all(c.supported for c in cites):
+                mark = "✅ cited, supported"
+            elif any(c.supported for c in cites):
+                mark = "⚠️ cited, partly supported"
+            else:
+                mark = "❌ cited, not supported by this passage"
             st.markdown(f"**[{i}] {hit.location}** · score {hit.score:.2f} · {mark}")
-            snippet = " ".join(hit.text.split())
-            st.caption(snippet[:600] + ("…" if len(snippet) > 600 else ""))
+            span = next((c.span for c in cites if c.supported and c.span), None)
+            local = (span[0] - hit.start, span[1] - hit.start) if span else None
+            st.caption(_snippet(hit.text, local))
 
 
 st.title("Ask your documents")
@@ -108,7 +141,7 @@ for msg in messages:
     with st.chat_message(msg["role"]):
         st.markdown(msg["content"])
         if msg["role"] == "assistant":
-            show_sources(msg.get("hits", ()), set(msg.get("cited", ())))
+            show_sources(msg.get("hits", ()), msg.get("citations", ()), msg.get("found", True))
 
 question = st.chat_input("Ask a question about the documents")
 if question:
@@ -117,18 +150,34 @@ if question:
         st.markdown(question)
     with st.chat_message("assistant"):
         pipe = pipeline(settings, index)
+        # Earlier turns, so a follow-up ("and for contractors?") is understood.
+        history = [{"role": m["role"], "content": m["content"]} for m in messages[:-1]
+                   if not m["content"].startswith("⚠️")]
         try:
             with st.spinner("Searching…"):
-                stream = pipe.stream(question)
-            st.write_stream(iter(stream))
+                stream = pipe.stream(question, history)
+            shown = st.empty()
+            with shown.container():
+                streamed = st.write_stream(iter(stream))
             answer = stream.answer
-            cited = {c.n for c in answer.citations}
-            show_sources(answer.hits, cited)
+            if answer.text.strip() != str(streamed).strip():
+                shown.markdown(answer.text)  # the checks changed or withheld the draft
+            s = answer.support
+            if not answer.found and answer.withheld:
+                st.caption("The draft answer was withheld: the passages do not support it "
+                           f"well enough (confidence {s.confidence or 0:.2f}).")
+            elif s.confidence is not None:
+                st.caption(f"Support: {s.verdict} · {s.supported}/{s.citations} citations "
+                           f"supported · confidence {s.confidence:.2f}")
+            # With "not found", the closest passages include those not given to the model.
+            shown_hits = answer.hits + (() if answer.found else answer.also_retrieved)
+            show_sources(shown_hits, answer.citations, answer.found)
             if answer.dropped:
                 st.caption(f"{len(answer.dropped)} more passage(s) did not fit the model's "
                            "context window and were left out.")
             messages.append({"role": "assistant", "content": answer.text,
-                             "hits": answer.hits, "cited": sorted(cited)})
+                             "hits": shown_hits, "citations": answer.citations,
+                             "found": answer.found})
         except RagpipeError as exc:
             st.error(str(exc))
             messages.append({"role": "assistant", "content": f"⚠️ {exc}"})
