@@ -52,8 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     sp = with_index(sub.add_parser("report", help="outcome of every file read into an index"))
     sp.add_argument("--format", choices=["table", "json", "csv"], default="table")
 
-    ep = sub.add_parser("eval", help="measure retrieval on a dataset")
-    ep.add_argument("what", choices=["retrieval"])
+    ep = sub.add_parser("eval", help="measure retrieval or answers on a dataset")
+    ep.add_argument("what", choices=["retrieval", "answers"])
     ep.add_argument("--dataset", type=Path, required=True,
                     help="BEIR folder, SQuAD .json, or .jsonl/.csv of question -> expected source")
     ep.add_argument("--split", default="test", help="BEIR qrels split (default: test)")
@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
                     help="index to measure a question -> source set on (and to reuse for a "
                          "dataset instead of its own eval-* index)")
     ep.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    ep.add_argument("--n", type=int, default=200,
+                    help="answers: questions in the seeded sample (default: 200)")
+    ep.add_argument("--seed", type=int, default=0, help="answers: sample seed (default: 0)")
+    ep.add_argument("--offset", type=int, default=0,
+                    help="answers: start of the slice in the seeded shuffle (default: 0)")
     ep.add_argument("--json", type=Path, default=None, metavar="OUT",
                     help="also write the figures as JSON to OUT ('-' for stdout)")
 
@@ -327,10 +332,33 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_answers(args: argparse.Namespace) -> int:
+    from . import eval_answers
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "questions" and sys.stderr.isatty():
+            print(f"\r{done}/{total}", end="\n" if done == total else "", file=sys.stderr,
+                  flush=True)
+
+    result = eval_answers.run(
+        _settings(args), args.dataset, args.n, args.seed, args.offset, progress
+    )
+    print(eval_answers.format_report(result))
+    if args.json is not None:
+        text = json.dumps(result, indent=1)
+        if str(args.json) == "-":
+            print(text)
+        else:
+            args.json.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import format_table, run_retrieval_eval
     from .retrieval import MODES
 
+    if args.what == "answers":
+        return cmd_eval_answers(args)
     settings = _settings(args)
     if args.mode in (None, ""):
         modes: list[str | None] = [None]

@@ -96,3 +96,28 @@ def test_eval_answers_smoke_on_a_small_slice(tmp_path, embedder, small_llm):
     again = run(pipe, path, n=2, seed=1)
     assert again["settings"]["index"] == result["settings"]["index"]
     assert again["build_s"] < result["build_s"] + 5
+
+
+def test_cli_eval_answers(tmp_path):
+    """`ragpipe eval answers` as a user runs it, on a tiny excerpt, with JSON output."""
+    import os
+    import subprocess
+    import sys
+
+    full = json.loads(SQUAD_V2.read_text(encoding="utf-8"))
+    article = full["data"][1]
+    excerpt = {"version": "v2.0", "data": [{"title": article["title"],
+                                            "paragraphs": article["paragraphs"][:2]}]}
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(excerpt))
+    env = {**os.environ, "RAGPIPE_PATHS_INDEXES": str(tmp_path / "idx"),
+           "RAGPIPE_PATHS_MODELS": str(ROOT / "models"), "RAGPIPE_LLM_MODEL": "smollm2-135m",
+           "RAGPIPE_LLM_N_CTX": "2048", "RAGPIPE_LLM_MAX_TOKENS": "16"}
+    out = tmp_path / "run.json"
+    r = subprocess.run([sys.executable, "-m", "ragpipe", "eval", "answers", "--dataset",
+                        str(path), "--n", "3", "--json", str(out)],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "correctly abstained" in r.stdout
+    result = json.loads(out.read_text())
+    assert result["sample"]["n"] == 3 and len(result["records"]) == 3
