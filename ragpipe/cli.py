@@ -89,7 +89,8 @@ def _pipeline(args: argparse.Namespace):  # noqa: ANN202
     return Pipeline(_settings(args), index=args.index)
 
 
-def _print_stats(stats, out=sys.stdout) -> None:  # noqa: ANN001
+def _print_stats(stats, out=None) -> None:  # noqa: ANN001
+    out = out or sys.stdout
     prefix = "would be " if stats.dry_run else ""
     print(
         f"{prefix}+{len(stats.added)} added  ~{len(stats.changed)} changed  "

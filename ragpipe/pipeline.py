@@ -105,6 +105,7 @@ class Pipeline:
         self.settings = settings or load_settings()
         self.index_name = index
         self.store = store or Store(self.settings.index_dir(index))
+        self.store.ann_threshold = self.settings.retrieval.ann_threshold
         self._embedder = embedder
         self._generator = generator
 
