@@ -11,7 +11,7 @@ After the answer has streamed, ragpipe
    (``confidence``): how much of the question the best passage covers, how well the
    answer is supported, the model's mean token log-probability, and its own P("yes") when
    asked whether the answer holds. The weights are a logistic regression fitted on a
-   SQuAD v2 tuning slice (answerable vs unanswerable questions); ``docs/answers.md`` has
+   SQuAD v2 tuning slice (answerable vs unanswerable questions); the README (Grounded answers) has
    the command, the data and the figures. Below the threshold, the answer is withheld and
    ragpipe says the documents do not contain it.
 
@@ -170,7 +170,7 @@ def complete_last_word(text: str, hits: Sequence[Hit]) -> str:
 
 
 # ----- checking an answer ----------------------------------------------------------------------
-SUPPORT_THRESHOLD = 0.6  # share of content words; see docs/answers.md for how it was chosen
+SUPPORT_THRESHOLD = 0.6  # share of content words; tuned on SQuAD v2 (README)
 _CITE = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 
 
@@ -286,7 +286,7 @@ class Calibration:
 # P("yes") 0.72, P("Not found") as first token 0.66 (inverted), first-token log-prob 0.60,
 # mean log-prob 0.58, retrieval score 0.57, question coverage 0.55. Combinations fitted
 # better in-sample but not in 2-fold cross-validation, so the judge alone decides; the
-# threshold maximizes balanced accuracy (docs/answers.md). It answers when P(yes) >= 0.31.
+# threshold maximizes balanced accuracy (README, Grounded answers). It answers when P(yes) >= 0.31.
 CALIBRATION = Calibration(bias=-3.6826, weights={"judge": 10.521}, threshold=0.4018)
 
 

@@ -27,7 +27,7 @@ SYSTEM_PROMPT = (
 )
 
 # "extract": a 0.5B model reads well but paraphrases and judges answerability badly
-# (measured on SQuAD v2, docs/answers.md). So it is asked for a short phrase copied from a
+# (measured on SQuAD v2, README: Grounded answers). So it is asked for a short phrase copied from a
 # passage (decoding is then held to verbatim copies, generation.CopyConstraint), and its
 # "Not found" is not obeyed but measured: the probability of that reply is one of the
 # signals ragpipe.grounding calibrates to decide whether to answer at all.

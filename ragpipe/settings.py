@@ -84,7 +84,7 @@ class RetrievalSettings:
 
 @dataclass
 class AnswerSettings:
-    """How answers are asked for, checked and withheld (see docs/answers.md)."""
+    """How answers are asked for, checked and withheld (README: Grounded answers)."""
 
     style: str = "extract"  # "extract": a phrase copied from the passages; "free": brief prose
     passages: int = 1  # best passages put in the prompt (0 = retrieval.top_k)
