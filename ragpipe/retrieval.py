@@ -13,7 +13,7 @@ live in the index's database and are kept by triggers, so they are
 transactional, follow every sync (adds, changes, deletes) and are as
 crash-safe as the chunks themselves. Why not bm25s: on the same chunks FTS5
 ranked at least as well (SciFact nDCG@10 0.684 vs 0.676), and a second index
-file would need its own per-generation publishing (docs/retrieval.md).
+file would need its own per-generation publishing (README: Retrieval quality).
 
 Fusion (``retrieval.fusion``): ``convex`` (default) unites the dense and keyword
 candidates, min-max normalizes each score list and ranks by

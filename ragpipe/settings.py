@@ -69,7 +69,7 @@ class RetrievalSettings:
     keyword_weight: float = 0.4  # keyword share of the convex fusion (tuned on held-out data)
     # Weight of the neighbouring chunks' words in a chunk's keyword score; 0 = its own only.
     # 0.3 gains ~0.01 nDCG@10 on SciFact but misranks the corpus's own test question
-    # (docs/retrieval.md), so it is off by default.
+    # (README: Retrieval quality), so it is off by default.
     keyword_context: float = 0.0
     # Past ann_threshold chunks, query terms found in more than this share of chunks are left
     # out of the keyword query (speed; they weigh little in BM25). 1 = never.

@@ -92,7 +92,7 @@ END;
 -- Keyword index of each chunk with its context: column ``text`` is the chunk, column
 -- ``near`` the words of its previous and next chunk that it does not share (same document,
 -- overlaps once). Searched with a lower weight on ``near`` (retrieval.keyword_context), a
--- chunk is judged with the words around it; measured in docs/retrieval.md. Kept by
+-- chunk is judged with the words around it; measured in the README (Retrieval quality). Kept by
 -- triggers, so it follows every insert and delete in the same transaction.
 DROP TRIGGER IF EXISTS chunks_ctx_ai;
 DROP TRIGGER IF EXISTS chunks_ctx_ad;

@@ -8,6 +8,7 @@ one answer model are shared by every browser session of the server process
 from __future__ import annotations
 
 import os
+import re
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -71,19 +72,30 @@ def index_names(settings: Settings) -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "index.sqlite").is_file())
 
 
+_MD_INLINE = re.compile(r"([\\`*_\[\]<>$~|:])")
+_MD_BLOCK = re.compile(r"^(\d+)([.)])|^([#>+\-])")
+
+
+def _md(text: str) -> str:
+    """Document text shown literally, on one line: its markup must not format the page."""
+    flat = _MD_INLINE.sub(r"\\\1", " ".join(text.split()))
+    return _MD_BLOCK.sub(lambda m: f"{m.group(1)}\\{m.group(2)}" if m.group(1)
+                         else f"\\{m.group(3)}", flat)
+
+
 def _snippet(text: str, span: tuple[int, int] | None, limit: int = 600) -> str:
     """The passage text for display, the supporting span highlighted and kept in view."""
     if span is None:
         flat = " ".join(text.split())
-        return flat[:limit] + ("…" if len(flat) > limit else "")
+        return _md(flat[:limit]) + ("…" if len(flat) > limit else "")
     a, b = span
     lead = max(0, a - limit // 3)
     before, mid, after = text[lead:a], text[a:b], text[b:]
     room = max(0, limit - len(before) - len(mid))
     shown = (
-        ("…" if lead else "") + " ".join(before.split()) + " "
-        + f":orange-background[{' '.join(mid.split())}]" + " "
-        + " ".join(after[:room].split()) + ("…" if len(after) > room else "")
+        ("…" if lead else "") + _md(before) + " "
+        + f":orange-background[{_md(mid)}]" + " "
+        + _md(after[:room]) + ("…" if len(after) > room else "")
     )
     return shown.strip()
 
