@@ -318,6 +318,8 @@ class Pipeline:
 
         def flush() -> None:
             nonlocal chunks_added
+            if not pending:
+                return  # nothing to embed: don't load the model
             texts = [c.text for *_, chunks in pending for c in chunks]
             vectors = embedder.embed(texts)
             start = 0

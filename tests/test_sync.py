@@ -63,10 +63,11 @@ class Counting:
 
         monkeypatch.setattr(pl, "read_many", counted)
         self.embedder = HashEmbedder()
-        self.embeds = 0
+        self.embeds = self.embed_calls = 0
         real_embed = self.embedder.embed
 
         def embed(texts, progress=None):
+            self.embed_calls += 1  # a call with no text would still load a real model
             self.embeds += len(texts)
             return real_embed(texts, progress)
 
@@ -96,13 +97,13 @@ def test_add_change_delete_rename_duplicate(tmp_path, monkeypatch):
     assert len(st.added) == 20 and st.generation == 1
 
     # second run over an unchanged folder: no parsing, no embedding, no new generation
-    count.reads = count.embeds = 0
+    count.reads = count.embeds = count.embed_calls = 0
     db = pipe.store.db_path
     before = (db.stat().st_mtime_ns, db.stat().st_size)
     st = pipe.sync(folder)
     assert (st.added, st.changed, st.deleted, st.renamed) == ((), (), (), ())
     assert st.unchanged == 20 and st.generation == 0
-    assert count.reads == 0 and count.embeds == 0
+    assert count.reads == 0 and count.embed_calls == 0
     assert (db.stat().st_mtime_ns, db.stat().st_size) == before
 
     (folder / "dir1/file0001.txt").write_text(text_for(1, version=1))  # change
