@@ -361,6 +361,16 @@ def rescore(records: Sequence[dict[str, Any]], calibration: Any) -> dict[str, fl
 FEATURES = ("refusal_p", "judge", "lp_mean", "lp_min", "lp_first", "retrieval", "support")
 
 
+def cross_validate(records: Sequence[dict[str, Any]], features: Sequence[str]) -> dict:
+    """2-fold figures (fit on even records, score odd, and back), averaged."""
+    folds = (list(records[::2]), list(records[1::2]))
+    scores = [rescore(test, fit_calibration(train, features))
+              for train, test in (folds, folds[::-1])]
+    return {k: round((a + b) / 2, 4) for k, a, b in
+            ((k, scores[0][k], scores[1][k]) for k in ("abstain_ok", "false_refusal",
+                                                        "contained", "f1"))}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m ragpipe.eval_answers``: run a sample, or fit the calibration on a run."""
     import argparse
@@ -379,6 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tune", type=Path, metavar="RUN.json",
                    help="fit the abstention calibration on a run made with "
                         "answer.min_confidence=0 and print it")
+    p.add_argument("--features", default="judge",
+                   help=f"signals --tune fits on, comma-separated (of {', '.join(FEATURES)})")
     p.add_argument("--rescore", type=Path, metavar="RUN.json",
                    help="re-decide a run's abstentions with the current calibration")
     args = p.parse_args(argv)
@@ -386,9 +398,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .grounding import CALIBRATION
 
         run_ = json.loads(Path(args.tune or args.rescore).read_text(encoding="utf-8"))
-        cal = fit_calibration(run_["records"], FEATURES) if args.tune else CALIBRATION
+        features = [f.strip() for f in args.features.split(",") if f.strip()]
+        cal = fit_calibration(run_["records"], features) if args.tune else CALIBRATION
         print(cal)
-        print(json.dumps({k: round(v, 4) for k, v in rescore(run_["records"], cal).items()}))
+        print("in sample:", json.dumps(
+            {k: round(v, 4) for k, v in rescore(run_["records"], cal).items()}))
+        if args.tune:
+            print("2-fold cross-validation:", json.dumps(
+                cross_validate(run_["records"], features)))
         return 0
     if not args.dataset:
         p.error("--dataset is required")

@@ -7,13 +7,12 @@ After the answer has streamed, ragpipe
    the share of the sentence's content words found in the passage (light stemming, every
    number must appear verbatim), and the character span of the passage that supports it,
    as offsets into the page text so a UI can highlight it;
-3. combines cheap signals into a calibrated probability that the answer is grounded
-   (``confidence``): how much of the question the best passage covers, how well the
-   answer is supported, the model's mean token log-probability, and its own P("yes") when
-   asked whether the answer holds. The weights are a logistic regression fitted on a
-   SQuAD v2 tuning slice (answerable vs unanswerable questions); the README (Grounded answers) has
-   the command, the data and the figures. Below the threshold, the answer is withheld and
-   ragpipe says the documents do not contain it.
+3. turns named signals (question coverage, support, token log-probabilities, the model's
+   P("Not found") and its P("yes") as a judge) into a calibrated probability that the
+   question is answerable from the passages (``confidence``): a logistic model fitted on
+   a SQuAD v2 tuning slice, answerable vs unanswerable questions (README, Grounded
+   answers, has the command, the data and the figures). Below the threshold the draft is
+   withheld and ragpipe says the documents do not contain it.
 
 Everything here is pure Python over strings and Hits, so it is fast and testable without
 a model; the model signals are passed in.

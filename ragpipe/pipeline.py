@@ -584,8 +584,11 @@ class AnswerStream:
         timings = {"generate_s": time.monotonic() - self._t0}
         if first is not None:
             timings["first_token_s"] = first
-        refused = not draft or any(
-            r.lower().rstrip(".") in draft.lower() for r in (NOT_FOUND, REFUSAL)
+        said = draft.lower()
+        refused = (
+            not draft
+            or NOT_FOUND.lower().rstrip(".") in said
+            or said.startswith(REFUSAL.lower().rstrip("."))
         )
         common = dict(
             question=self.question, hits=self.hits, dropped=self.fitted.dropped,
