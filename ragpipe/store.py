@@ -940,6 +940,8 @@ class Writer:
         for sha in orphans:
             self._drop_content_chunks(sha)
             self.conn.execute("DELETE FROM contents WHERE sha256 = ?", (sha,))
+        if orphans:
+            self._changed = True  # publish even when a checkpoint just published the rest
         return len(self._removed) - before
 
     @property

@@ -218,6 +218,25 @@ def test_embedder_change_reembeds_stored_text_without_parsing(tmp_path, monkeypa
     assert pipe2.search("invoice travel", k=3)
 
 
+def test_checkpoint_on_the_last_file_still_collects_replaced_content(tmp_path):
+    # A checkpoint published at the last changed file left nothing else to publish: the
+    # removal of the replaced contents was rolled back, so their chunks stayed in the index
+    # (and every later sync reported them removed without publishing).
+    folder = tmp_path / "docs"
+    make_folder(folder, 12)
+    pipe = pipeline(tmp_path)
+    pipe.sync(folder)
+    for i in range(4):
+        (folder / f"dir{i % 7}/file{i:04d}.txt").write_text(text_for(i, version=1))
+    pipe.checkpoint_files = 4  # the 4th (last) changed file publishes a checkpoint
+    st = pipe.sync(folder)
+    assert len(st.changed) == 4 and st.chunks_removed > 0
+    assert pipe.store.stats()["documents"] == 12  # the 4 old versions are gone
+    assert_same_index(dump(pipe.store), clean_dump(tmp_path, folder))
+    again = pipe.sync(folder)
+    assert (again.chunks_added, again.chunks_removed, again.generation) == (0, 0, 0)
+
+
 # ---------------------------------------------------------------- crash safety
 def run_child(indexes: Path, folder: Path, env_extra: dict | None = None, kill_after=None):
     env = {**os.environ, **(env_extra or {})}
