@@ -139,6 +139,28 @@ def test_convex_hand_computed():
     assert [c for c, _ in convex(dense, [], 0.5)] == [1, 2, 3]
 
 
+def test_convex_takes_real_keyword_scores_of_dense_candidates():
+    dense = [(1, 0.9), (2, 0.8), (3, 0.1)]
+    keyword = [(3, 10.0)]  # the keyword top list holds only chunk 3
+    # Guessed: 1 and 2 both get the list's lowest score, so the keyword side cannot tell
+    # them apart and the dense order decides.
+    assert [c for c, _ in convex(dense, keyword, 0.5)][:2] == [1, 2]
+    # Real: chunk 2 matches the query (BM25 6.0), chunk 1 matches no term (0).
+    fused = dict(convex(dense, keyword, 0.5, keyword_of={2: 6.0}))
+    assert fused[2] == pytest.approx(0.5 * 0.6 + 0.5 * 0.875)
+    assert fused[1] == pytest.approx(0.5 * 1.0)
+    assert max(fused, key=fused.__getitem__) == 2
+
+
+def test_hybrid_scores_dense_candidates_with_their_bm25(store):
+    with store.snapshot() as conn:
+        ids = [cid for (cid,) in conn.execute("SELECT id FROM chunks ORDER BY id")]
+        scores = store.keyword_scores(conn, keyword_query("automobile"), ids)
+        top = store.keyword_pairs(conn, keyword_query("automobile"), len(ids))
+    assert scores == pytest.approx(dict(top))  # the same BM25, for exactly the matching ids
+    assert len(scores) < len(ids)
+
+
 def test_hybrid_finds_what_each_side_alone_misses(store):
     dense = [h.source for h in search(store, "automobile", mode="dense", k=2)]
     bm25 = [h.source for h in search(store, "automobile", mode="bm25", k=2)]
