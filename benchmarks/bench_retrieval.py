@@ -208,7 +208,7 @@ def bench_search(n: int, qs: list[str]) -> None:
         embed_query(emb, q)
     cfg = SimpleNamespace(mode="hybrid", fusion="convex", keyword_weight=0.4, rrf_k=60,
                           candidates=100, dedup=0.8, neighbours=0, min_score=0.0,
-                          keyword_context=0.0, keyword_max_df=0.2)
+                          keyword_max_df=0.2)
     print(f"\n== whole search path at {n:,} chunks: query embedding + search, k=4, "
           f"{len(qs)} questions")
     t0 = time.perf_counter()

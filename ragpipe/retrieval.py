@@ -3,17 +3,15 @@
 Keyword search is SQLite FTS5 ranked by its bm25(), queried with the
 question's terms as an OR query without stopwords (the 33-word Lucene English
 list, as bm25s uses), each term quoted so FTS5 syntax in a question is inert.
-By default it searches ``chunks_fts`` (each chunk's own text). With
-``keyword_context`` > 0 it searches ``chunk_context_fts``, where each chunk has
-a second column with the words of its previous and next chunk (overlaps
-once), weighted ``keyword_context`` in bm25(), so a chunk is judged with the
-words around it (+0.009 nDCG@10 on SciFact at 0.3, but it misranked a
-question of the project's own test corpus, so it is off by default). Both
-live in the index's database and are kept by triggers, so they are
-transactional, follow every sync (adds, changes, deletes) and are as
-crash-safe as the chunks themselves. Why not bm25s: on the same chunks FTS5
-ranked at least as well (SciFact nDCG@10 0.684 vs 0.676), and a second index
-file would need its own per-generation publishing (README: Retrieval quality).
+It searches ``chunks_fts`` (each chunk's own text), which lives in the index's
+database and is kept by triggers, so it is transactional, follows every sync
+(adds, changes, deletes) and is as crash-safe as the chunks themselves. A
+second column with the words of the neighbouring chunks was tried and dropped
+because FTS5's IDF counts every column, so in small folders it ranked the wrong
+file first; +0.005 nDCG@10 on SciFact did not pay for that or for doubling the
+stored text. Why not bm25s: on the same chunks FTS5 ranked at least as well
+(SciFact nDCG@10 0.684 vs 0.676), and a second index file would need its own
+per-generation publishing (README: Retrieval quality).
 
 Fusion (``retrieval.fusion``): ``convex`` (default) unites the dense and keyword
 candidates, min-max normalizes each score list and ranks by
@@ -68,7 +66,6 @@ class RetrievalConfig(Protocol):
     mode: str
     fusion: str
     keyword_weight: float
-    keyword_context: float
     keyword_max_df: float
     rrf_k: int
     candidates: int
@@ -370,11 +367,10 @@ class Retriever:
                         "", flt.kinds, flt.modified_from, flt.modified_to, conn, flt.paths
                     )
                 dense = self.store.dense_pairs(conn, query, n, allowed)
-            context = float(getattr(cfg, "keyword_context", 0.0))
             if match:  # the filter becomes an SQL condition inside the FTS5 query
-                match = self._prune(conn, question, match, context)
+                match = self._prune(conn, question, match)
                 cond = flt.sql() if flt is not None else None
-                keyword = self.store.keyword_pairs(conn, match, n, cond, context)
+                keyword = self.store.keyword_pairs(conn, match, n, cond)
             cosine: dict[int, float] = dict(dense)
             if mode == "dense":
                 ranked = dense
@@ -393,7 +389,7 @@ class Retriever:
                     # their real cosine.
                     in_kw = {c for c, _ in keyword}
                     outside = [c for c, _ in dense if c not in in_kw]
-                    bm25_of = self.store.keyword_scores(conn, match, outside, context) if (
+                    bm25_of = self.store.keyword_scores(conn, match, outside) if (
                         match and keyword) else {}
                     ranked = convex(dense, keyword, cfg.keyword_weight, cosine, bm25_of)
                 else:
@@ -412,7 +408,7 @@ class Retriever:
                 hits = self._with_neighbours(conn, hits, cfg.neighbours)
             return hits
 
-    def _prune(self, conn: Any, question: str, match: str, context: float) -> str:
+    def _prune(self, conn: Any, question: str, match: str) -> str:
         """The keyword query without very common terms, for large indexes.
 
         Past ``ann_threshold`` chunks, terms found in more than ``keyword_max_df`` of
@@ -424,7 +420,7 @@ class Retriever:
         if max_df >= 1 or gen is None or gen.vectors < self.store.ann_threshold:
             return match
         terms = query_terms(question)
-        common = self.store.common_terms(conn, terms, max_df, context)
+        common = self.store.common_terms(conn, terms, max_df)
         kept = [t for t in terms if t not in common]
         if not kept or not common:
             return match

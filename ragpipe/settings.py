@@ -67,10 +67,6 @@ class RetrievalSettings:
     mode: str = "hybrid"  # dense | bm25 | hybrid
     fusion: str = "convex"  # convex (min-max normalized scores) | rrf
     keyword_weight: float = 0.4  # keyword share of the convex fusion (tuned on held-out data)
-    # Weight of the neighbouring chunks' words in a chunk's keyword score; 0 = its own only.
-    # 0.3 gains ~0.01 nDCG@10 on SciFact but misranks the corpus's own test question
-    # (README: Retrieval quality), so it is off by default.
-    keyword_context: float = 0.0
     # Past ann_threshold chunks, query terms found in more than this share of chunks are left
     # out of the keyword query (speed; they weigh little in BM25). 1 = never.
     keyword_max_df: float = 0.2

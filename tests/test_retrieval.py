@@ -56,7 +56,7 @@ class FakeEmbedder:
 
 def config(**kw):
     base = dict(mode="hybrid", fusion="convex", keyword_weight=0.4, rrf_k=60, candidates=50,
-                dedup=0.8, neighbours=0, min_score=0.0, keyword_context=0.0, keyword_max_df=0.2)
+                dedup=0.8, neighbours=0, min_score=0.0, keyword_max_df=0.2)
     base.update(kw)
     return SimpleNamespace(**base)
 
@@ -203,58 +203,25 @@ def test_keyword_index_follows_adds_changes_deletes_and_rollbacks(store):
     assert all(h.source != "hr/ghost.txt" for h in search(store, "phantom", k=20))
 
 
-def contexts(store):
-    with store.snapshot() as conn:
-        got = conn.execute(
-            "SELECT rowid, text, near FROM chunk_context_fts ORDER BY rowid").fetchall()
-        want = conn.execute("SELECT id, text, near FROM chunk_context ORDER BY id").fetchall()
-        conn.execute("INSERT INTO chunk_context_fts(chunk_context_fts) VALUES ('integrity-check')")
-    return got, want
-
-
-def test_context_index_spans_neighbours_once_and_follows_changes(tmp_path):
-    s = Store(tmp_path / "ctx")
-    page = "alpha beta gamma delta epsilon zeta eta theta"
-    spans = [(0, 16), (11, 29), (23, 45)]  # overlapping chunks of one page
-    chunks = [Chunk(page[a:b], 2, a, b, i) for i, (a, b) in enumerate(spans)]
-    with s.writer(META) as w:
-        w.put_content("p", "pdf", 2, "r1", EMB.name, chunks, EMB.embed([c.text for c in chunks]))
-        w.set_file("p.pdf", "p", 1, 1, Outcome.OK, kind="pdf", chunks=3)
-        put(w, "other.txt", ["one", "two", "three", "four"])
+def test_writing_an_index_drops_the_old_neighbour_keyword_table(store):
+    with store.snapshot() as conn:  # as made by a ragpipe with the neighbour-words index
+        conn.execute("CREATE VIRTUAL TABLE chunk_context_fts USING fts5(text, near)")
+        conn.execute("CREATE VIEW chunk_context AS SELECT id, text, '' AS near FROM chunks")
+        conn.execute("CREATE TRIGGER chunks_context_ai AFTER INSERT ON chunks BEGIN "
+                     "INSERT INTO chunk_context_fts(rowid, text, near) "
+                     "SELECT id, text, near FROM chunk_context WHERE id = new.id; END")
+        conn.execute("CREATE TRIGGER chunks_context_ad AFTER DELETE ON chunks BEGIN "
+                     "DELETE FROM chunk_context_fts WHERE rowid = old.id; END")
+    old = {"chunk_context_fts", "chunk_context", "chunks_context_ai", "chunks_context_ad"}
+    assert search(store, "vacation", mode="bm25")  # reading an old index works as before
+    with store.writer(META) as w:
+        put(w, "hr/new.txt", ["Parental leave is sixteen weeks."])
         w.publish()
-    got, want = contexts(s)
-    assert got == want and len(got) == 7
-    near = {i: (t, n) for i, t, n in want}
-    first_id = min(near)
-    assert near[first_id] == (page[0:16], page[16:29].strip())  # the next chunk's new words
-    assert near[first_id + 1] == (page[11:29], (page[0:11] + " " + page[29:45]).strip())
-    assert near[first_id + 2] == (page[23:45], page[11:23].strip())
-    # neighbours' words count as much as its own: the middle chunk reaches both words
-    assert search(s, "alpha theta", mode="bm25", k=1, keyword_context=1.0)[0].text == page[11:29]
-    # at 0.3 a chunk's own word weighs more than two of its neighbours'
-    assert search(s, "alpha theta", mode="bm25", k=1, keyword_context=0.3)[0].text == page[0:16]
-    assert not search(s, "delta", mode="bm25", k=3, keyword_context=0.0)[0].text.startswith("al")
-    with s.writer(META) as w:  # change one file, delete the other
-        put(w, "other.txt", ["uno", "dos"])
-        w.remove_file("p.pdf")
-        w.collect()
-        w.publish()
-    got, want = contexts(s)
-    assert got == want and sorted((t, n) for _, t, n in got) == [("dos", "uno"), ("uno", "dos")]
-
-
-def test_an_index_from_before_the_context_table_is_filled_on_the_next_write(store):
     with store.snapshot() as conn:
-        n = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
-    with store.snapshot() as conn:  # as made by a ragpipe without the context index
-        for sql in ("DROP TRIGGER chunks_context_ai", "DROP TRIGGER chunks_context_ad",
-                    "DROP VIEW chunk_context", "DROP TABLE chunk_context_fts"):
-            conn.execute(sql)
-    assert search(store, "vacation", mode="bm25")  # falls back to the chunk index meanwhile
-    with store.writer(META):
-        pass
-    got, want = contexts(store)
-    assert got == want and len(got) == n
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert not names & old and "chunks_fts" in names
+    assert [h.source for h in search(store, "parental", mode="bm25")] == ["hr/new.txt"]
+    assert store.fsck() == []
 
 
 # ----- filters inside the search -----------------------------------------------------------------
@@ -362,11 +329,10 @@ def test_search_collapses_duplicates_and_still_returns_k(tmp_path):
 
 
 def test_neighbours_are_added_in_document_order(store):
-    hits = search(store, "expires March", k=1, neighbours=1, mode="bm25", keyword_context=0.0)
+    hits = search(store, "expires March", k=1, neighbours=1, mode="bm25")
     assert [h.text.split()[0] for h in hits] == ["Annual", "Unused", "Sick"]
     assert len({h.score for h in hits}) == 1
-    hits = search(store, "annual vacation", k=1, neighbours=1, mode="bm25",
-                  keyword_context=0.0)
+    hits = search(store, "annual vacation", k=1, neighbours=1, mode="bm25")
     assert [h.text.split()[0] for h in hits] == ["Annual", "Unused"]  # first chunk: no left
 
 
@@ -408,6 +374,7 @@ def test_ivf_index_past_the_threshold_keeps_recall_and_exact_deletes(tmp_path):
         index = ann._live_index(ann.current_generation(conn))
     ivf = faiss.extract_index_ivf(index)
     assert ivf.nlist == ivf_nlist_for(4000)
+    assert ann.fsck() == []  # reads the ids of an IVF index too
 
     def top(s, q, k=10, allowed=None):
         with s.snapshot() as conn:

@@ -11,7 +11,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-import ragpipe.store as store_mod
+import ragpipe.store.writer as store_writer  # crash_point is looked up there
 from ragpipe.pipeline import Pipeline
 from ragpipe.settings import load_settings
 
@@ -78,7 +78,7 @@ class FolderSync(RuleBasedStateMachine):
           nth=st.integers(min_value=1, max_value=3))
     def crash_then_resume(self, point, nth):
         hits = {"n": 0}
-        real = store_mod.crash_point
+        real = store_writer.crash_point
 
         def crash(name):
             if name == point:
@@ -86,13 +86,13 @@ class FolderSync(RuleBasedStateMachine):
                 if hits["n"] == nth:
                     raise SimulatedCrash(name)
 
-        store_mod.crash_point = crash
+        store_writer.crash_point = crash
         try:
             self.pipe.sync(self.folder)
         except SimulatedCrash:
             pass
         finally:
-            store_mod.crash_point = real
+            store_writer.crash_point = real
         assert self.pipe.store.fsck() == [] if self.pipe.store.exists() else True
         self.pipe.sync(self.folder)  # resume
         self.synced = dict(self.model)

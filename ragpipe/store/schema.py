@@ -1,0 +1,95 @@
+"""The index database: its SQL schema and how connections to it are opened.
+
+The schema runs (``executescript``) each time a writer opens the index, under the write
+lock, so it also migrates: ``CREATE ... IF NOT EXISTS`` adds what is new, and the
+``DROP ... IF EXISTS`` lines remove what older versions kept. Readers never run it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+FORMAT_VERSION = 1
+DB_NAME = "index.sqlite"
+LOCK_NAME = "write.lock"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS contents(
+    sha256 TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    pages INTEGER NOT NULL,
+    recipe TEXT NOT NULL,          -- reader version + chunking settings
+    embedder TEXT NOT NULL,
+    notes TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS files(
+    path TEXT PRIMARY KEY,
+    sha256 TEXT REFERENCES contents(sha256),   -- NULL when never read successfully
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    kind TEXT NOT NULL DEFAULT '',
+    outcome TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    pages INTEGER NOT NULL DEFAULT 0,
+    chunks INTEGER NOT NULL DEFAULT 0,
+    stale INTEGER NOT NULL DEFAULT 0,          -- 1: last read failed, old chunks kept
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_sha ON files(sha256);
+CREATE TABLE IF NOT EXISTS chunks(
+    id INTEGER PRIMARY KEY,          -- also the FAISS vector id
+    sha256 TEXT NOT NULL REFERENCES contents(sha256),
+    ordinal INTEGER NOT NULL,
+    page INTEGER,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    heading TEXT NOT NULL DEFAULT '',
+    text TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_sha ON chunks(sha256, ordinal);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    text, content='chunks', content_rowid='id', tokenize='porter unicode61'
+);
+CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+-- Dropped: keyword indexes of each chunk with its neighbours' words (context_fts, later
+-- chunk_context_fts); an index made while they existed sheds them the next time it is written.
+DROP TRIGGER IF EXISTS chunks_ctx_ai;
+DROP TRIGGER IF EXISTS chunks_ctx_ad;
+DROP TABLE IF EXISTS context_fts;
+DROP VIEW IF EXISTS chunk_contexts;
+DROP TRIGGER IF EXISTS chunks_context_ai;
+DROP TRIGGER IF EXISTS chunks_context_ad;
+DROP TABLE IF EXISTS chunk_context_fts;
+DROP VIEW IF EXISTS chunk_context;
+CREATE TABLE IF NOT EXISTS generations(
+    id INTEGER PRIMARY KEY,
+    faiss_file TEXT NOT NULL,
+    faiss_sha256 TEXT NOT NULL,
+    vectors INTEGER NOT NULL,
+    created REAL NOT NULL,
+    note TEXT NOT NULL DEFAULT ''
+);
+"""
+
+
+def connect(db: Path, readonly: bool = False) -> sqlite3.Connection:
+    """A connection to ``db``: explicit transactions only; WAL and full sync unless read-only."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(db, check_same_thread=False)
+    conn.isolation_level = None  # explicit BEGIN/COMMIT only
+    conn.execute("PRAGMA busy_timeout=10000")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+    return conn
+

@@ -1,0 +1,396 @@
+"""The Store: one index folder, read in snapshots, written through a Writer."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..datatypes import FileReport, Hit, Outcome
+from ..errors import IndexCorrupt, IndexLocked, IndexMismatch, IndexNotFound
+from . import check, keywords, vectors
+from .schema import DB_NAME, LOCK_NAME, SCHEMA, connect
+from .vectors import ANN_THRESHOLD
+from .writer import Writer
+
+
+@dataclass(frozen=True)
+class FileRow:
+    """What the index knows about one path."""
+
+    path: str
+    sha256: str | None
+    size: int
+    mtime_ns: int
+    outcome: str
+    stale: bool
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One published state of the index."""
+
+    id: int
+    faiss_file: str
+    faiss_sha256: str
+    vectors: int
+    created: float
+
+
+class Store:
+    """An index folder. Cheap to construct; opens files on first use."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.db_path = self.path / DB_NAME
+        self._local = threading.local()
+        self._faiss_lock = threading.Lock()
+        self._loaded: tuple[int, Any] | None = None  # (generation id, faiss index)
+        self.warnings: list[str] = []
+        # Approximate search (see vectors.build_index): the size from which publish writes an IVF
+        # index, and the lists it scans per query (0: the value stored in the index).
+        self.ann_threshold = ANN_THRESHOLD
+        self.nprobe = 0
+
+    # ----- opening -------------------------------------------------------------------------
+    def exists(self) -> bool:
+        """True when the index has been created."""
+        return self.db_path.is_file()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if not self.exists():
+                raise IndexNotFound(
+                    f"index {self.path.name!r} does not exist at {self.path}: build it with "
+                    f"`ragpipe ingest FOLDER --index {self.path.name}`"
+                )
+            conn = connect(self.db_path)
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def meta(self) -> dict[str, str]:
+        """The index's description: format, embedder, dimension, chunking, root."""
+        return dict(self._conn().execute("SELECT key, value FROM meta").fetchall())
+
+    def check_embedder(self, name: str) -> None:
+        """Refuse to search with an embedder other than the one the index was built with."""
+        built = self.meta().get("embedder")
+        if built and built != name:
+            raise IndexMismatch(
+                f"index {self.path.name!r} was built with embedder {built}, but {name} is "
+                f"configured: set embedder.model back, or re-embed with "
+                f"`ragpipe sync FOLDER --index {self.path.name}`"
+            )
+
+    # ----- generations ---------------------------------------------------------------------
+    def generations(self) -> list[Generation]:
+        """All generation rows, newest first."""
+        rows = self._conn().execute(
+            "SELECT id, faiss_file, faiss_sha256, vectors, created FROM generations "
+            "ORDER BY id DESC"
+        )
+        return [Generation(*r) for r in rows]
+
+    def current_generation(self, conn: sqlite3.Connection | None = None) -> Generation | None:
+        """The newest published generation, if any (as seen by ``conn``)."""
+        row = (
+            (conn or self._conn())
+            .execute(
+                "SELECT id, faiss_file, faiss_sha256, vectors, created FROM generations "
+                "ORDER BY id DESC LIMIT 1"
+            )
+            .fetchone()
+        )
+        return Generation(*row) if row else None
+
+    def load_faiss(self, gen: Generation) -> Any:
+        """Read and verify one generation's FAISS file; raise IndexCorrupt if it fails."""
+        return vectors.read_index(self.path / gen.faiss_file, gen.faiss_sha256, gen.vectors)
+
+    def _live_index(self, gen: Generation | None) -> Any:
+        """The FAISS index for ``gen``; falls back to an older good generation if it is corrupt."""
+        if gen is None:
+            return None
+        with self._faiss_lock:
+            if self._loaded and self._loaded[0] == gen.id:
+                return self._loaded[1]
+            try:
+                index = self.load_faiss(gen)
+            except IndexCorrupt as exc:
+                index = None
+                for older in self.generations():
+                    if older.id >= gen.id:
+                        continue
+                    try:
+                        index = self.load_faiss(older)
+                    except IndexCorrupt:
+                        continue
+                    self.warnings.append(f"{exc}; serving older generation {older.id}")
+                    break
+                if index is None:
+                    raise
+            self._loaded = (gen.id, index)
+            return index
+
+    # ----- reading -------------------------------------------------------------------------
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: everything read inside sees one generation."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def count_chunks(self) -> int:
+        """Chunks in the index."""
+        return int(self._conn().execute("SELECT count(*) FROM chunks").fetchone()[0])
+
+    def search(
+        self, query: np.ndarray, k: int, allowed_ids: Sequence[int] | None = None
+    ) -> list[Hit]:
+        """Dense search: the ``k`` chunks whose vectors are nearest to ``query``.
+
+        ``allowed_ids`` restricts the search to those chunk ids inside FAISS
+        (a selector), so a filtered search still returns k hits when k exist.
+        """
+        with self.snapshot() as conn:
+            return self._hits(conn, self.dense_pairs(conn, query, k, allowed_ids))
+
+    def dense_pairs(
+        self,
+        conn: sqlite3.Connection,
+        query: np.ndarray,
+        k: int,
+        allowed_ids: Sequence[int] | None = None,
+    ) -> list[tuple[int, float]]:
+        """(chunk id, cosine) of the ``k`` nearest vectors, best first, as seen by ``conn``.
+
+        Exact on a flat index; on an IVF index ``nprobe`` lists (see vectors.search_index).
+        """
+        index = self._live_index(self.current_generation(conn))
+        return vectors.search_index(index, query, k, allowed_ids, self.nprobe)
+
+    def keyword_pairs(
+        self,
+        conn: sqlite3.Connection,
+        match: str,
+        k: int,
+        where: tuple[str, list] | None = None,
+    ) -> list[tuple[int, float]]:
+        """(chunk id, BM25) of the ``k`` best FTS5 matches, best first (keywords.keyword_pairs)."""
+        return keywords.keyword_pairs(conn, match, k, where)
+
+    def keyword_scores(
+        self, conn: sqlite3.Connection, match: str, ids: Sequence[int]
+    ) -> dict[int, float]:
+        """BM25 of those chunks of ``ids`` that ``match`` matches (keywords.keyword_scores)."""
+        return keywords.keyword_scores(conn, match, ids)
+
+    def common_terms(
+        self, conn: sqlite3.Connection, terms: Sequence[str], max_share: float
+    ) -> set[str]:
+        """The ``terms`` found in more than ``max_share`` of the chunks (keywords.common_terms)."""
+        gen = self.current_generation(conn)
+        return keywords.common_terms(conn, terms, max_share, gen.vectors if gen else 0)
+
+    def vectors_for(self, conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """Stored vectors of the given chunk ids (those that exist)."""
+        out: dict[int, np.ndarray] = {}
+        for start in range(0, len(ids), 900):
+            part = list(ids[start : start + 900])
+            marks = ",".join("?" * len(part))
+            for cid, blob in conn.execute(
+                f"SELECT id, vector FROM chunks WHERE id IN ({marks})", part
+            ):
+                out[cid] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def neighbour_ids(
+        self, conn: sqlite3.Connection, ids: Sequence[int], n: int
+    ) -> dict[int, list[tuple[int, int]]]:
+        """The chunks up to ``n`` places before and after each chunk, in its document.
+
+        Returns chunk id -> [(offset, id)] in document order (offset -n..n, 0 excluded).
+        """
+        out: dict[int, list[tuple[int, int]]] = {i: [] for i in ids}
+        if not ids or n <= 0:
+            return out
+        marks = ",".join("?" * len(ids))
+        rows = conn.execute(
+            "SELECT h.id, o.ordinal - h.ordinal, o.id FROM chunks h JOIN chunks o "
+            "ON o.sha256 = h.sha256 AND o.ordinal BETWEEN h.ordinal - ? AND h.ordinal + ? "
+            f"AND o.id != h.id WHERE h.id IN ({marks}) ORDER BY h.id, o.ordinal",
+            [n, n, *ids],
+        ).fetchall()
+        for hid, off, oid in rows:
+            out[hid].append((int(off), int(oid)))
+        return out
+
+    def hits_in(self, conn: sqlite3.Connection, pairs: Sequence[tuple[int, float]]) -> list[Hit]:
+        """Hits for (chunk id, score) pairs inside an open snapshot; unknown ids are skipped."""
+        return self._hits(conn, pairs)
+
+    def hits_for(self, pairs: Sequence[tuple[int, float]]) -> list[Hit]:
+        """Hits for (chunk id, score) pairs, in the given order; unknown ids are skipped."""
+        with self.snapshot() as conn:
+            return self._hits(conn, pairs)
+
+    def _hits(self, conn: sqlite3.Connection, pairs: Sequence[tuple[int, float]]) -> list[Hit]:
+        if not pairs:
+            return []
+        ids = [i for i, _ in pairs]
+        marks = ",".join("?" * len(ids))
+        rows = conn.execute(
+            f"SELECT c.id, c.text, c.page, c.start, c.end, c.heading, "
+            f"(SELECT group_concat(path, char(0)) FROM (SELECT path FROM files f "
+            f" WHERE f.sha256 = c.sha256 ORDER BY path)) "
+            f"FROM chunks c WHERE c.id IN ({marks})",
+            ids,
+        ).fetchall()
+        by_id = {r[0]: r for r in rows}
+        hits = []
+        for cid, score in pairs:
+            r = by_id.get(cid)
+            if r is None or not r[6]:
+                continue  # deleted by a newer generation, or no file points at it
+            paths = r[6].split("\0")
+            hits.append(Hit(cid, r[1], paths[0], r[2], r[3], r[4], score, r[5], tuple(paths[1:])))
+        return hits
+
+    @staticmethod
+    def filter_sql(
+        paths: Sequence[str] = (),
+        kinds: Sequence[str] = (),
+        modified_from_ns: int | None = None,
+        modified_to_ns: int | None = None,
+    ) -> tuple[str, list]:
+        """A SQL condition on ``files f`` and its arguments.
+
+        Path starts with one of ``paths``, kind is one of ``kinds``, and
+        ``modified_from_ns <= mtime_ns < modified_to_ns``; empty parts are ignored.
+        """
+        conds: list[str] = []
+        args: list[Any] = []
+        prefixes = [p for p in paths if p]
+        if prefixes:
+            conds.append("(" + " OR ".join("(f.path >= ? AND f.path < ?)" for _ in prefixes) + ")")
+            for p in prefixes:
+                args += [p, p + "\U0010ffff"]
+        kinds = [k for k in kinds if k]
+        if kinds:
+            conds.append(f"f.kind IN ({','.join('?' * len(kinds))})")
+            args += list(kinds)
+        if modified_from_ns is not None:
+            conds.append("f.mtime_ns >= ?")
+            args.append(int(modified_from_ns))
+        if modified_to_ns is not None:
+            conds.append("f.mtime_ns < ?")
+            args.append(int(modified_to_ns))
+        return (" AND ".join(conds) or "1"), args
+
+    def chunk_ids_where(
+        self,
+        path_prefix: str = "",
+        kinds: Iterable[str] = (),
+        modified_from_ns: int | None = None,
+        modified_to_ns: int | None = None,
+        conn: sqlite3.Connection | None = None,
+        paths: Sequence[str] = (),
+    ) -> list[int]:
+        """Ids of chunks of files matching the filter (see ``filter_sql``)."""
+        cond, args = self.filter_sql(
+            [path_prefix, *paths], list(kinds), modified_from_ns, modified_to_ns
+        )
+        sql = f"SELECT DISTINCT c.id FROM chunks c JOIN files f ON f.sha256 = c.sha256 WHERE {cond}"
+        return [r[0] for r in (conn or self._conn()).execute(sql, args)]
+
+    def files(self) -> list[FileReport]:
+        """The recorded outcome of every file, by path."""
+        rows = self._conn().execute(
+            "SELECT path, outcome, message, pages, chunks, kind FROM files ORDER BY path"
+        )
+        return [FileReport(r[0], Outcome(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+    def file_rows(self) -> dict[str, FileRow]:
+        """Change-detection facts for every known path."""
+        rows = self._conn().execute(
+            "SELECT path, sha256, size, mtime_ns, outcome, stale FROM files"
+        )
+        return {r[0]: FileRow(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows}
+
+    def content_recipes(self) -> dict[str, tuple[str, str]]:
+        """sha256 -> (recipe, embedder) of every stored content."""
+        rows = self._conn().execute("SELECT sha256, recipe, embedder FROM contents")
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for `ragpipe status`."""
+        conn = self._conn()
+        one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+        gen = self.current_generation()
+        return {
+            "files": one("SELECT count(*) FROM files"),
+            "documents": one("SELECT count(*) FROM contents"),
+            "chunks": one("SELECT count(*) FROM chunks"),
+            "vectors": gen.vectors if gen else 0,
+            "failed": one("SELECT count(*) FROM files WHERE outcome NOT IN ('ok','ok_partial')"),
+            "stale": one("SELECT count(*) FROM files WHERE stale = 1"),
+            "generation": gen.id if gen else 0,
+            "last_sync": gen.created if gen else None,
+        }
+
+    # ----- checking ------------------------------------------------------------------------
+    def fsck(self) -> list[str]:
+        """Cross-check SQLite against the live FAISS file; returns the problems found."""
+        return check.fsck(self)
+
+    # ----- writing -------------------------------------------------------------------------
+    @contextmanager
+    def writer(self, meta: dict[str, str], command: str = "sync") -> Iterator[Writer]:
+        """Take the index's write lock and yield a Writer; creates the index if needed."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path / LOCK_NAME
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = Path(lock_path).read_text(errors="replace").strip() or "another process"
+                raise IndexLocked(
+                    f"index {self.path.name!r} is being written by {holder}; "
+                    "wait for it to finish"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} ({command}, since {time.ctime()})".encode())
+            conn = connect(self.db_path)
+            try:
+                conn.executescript(SCHEMA)
+                w = Writer(self, conn, meta)
+                yield w
+                w.rollback()  # anything not published is discarded
+            finally:
+                conn.close()
+                with self._faiss_lock:
+                    self._loaded = None
+        finally:
+            os.ftruncate(fd, 0)
+            os.close(fd)  # releases the flock
