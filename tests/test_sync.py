@@ -51,17 +51,17 @@ class Counting:
     """Counts reads and embeddings done by a sync."""
 
     def __init__(self, monkeypatch):
-        import ragpipe.pipeline as pl
+        import ragpipe.pipeline.sync as sync_mod  # where Pipeline.sync looks up read_many
 
         self.reads = 0
-        real = pl.read_many
+        real = sync_mod.read_many
 
         def counted(files, settings=None):
             for result in real(files, settings):
                 self.reads += 1
                 yield result
 
-        monkeypatch.setattr(pl, "read_many", counted)
+        monkeypatch.setattr(sync_mod, "read_many", counted)
         self.embedder = HashEmbedder()
         self.embeds = self.embed_calls = 0
         real_embed = self.embedder.embed

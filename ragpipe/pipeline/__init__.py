@@ -1,0 +1,24 @@
+"""The one place where ragpipe's stages are wired together.
+
+    folder --walk--> files --read--> Document --chunk--> [Chunk] --embed--> vectors --> Store
+    question --embed--> query vector --search--> [Hit] --fit prompt--> model --> Answer
+
+The CLI and the web UI both use only this package's Pipeline.
+
+Modules: ``pipeline`` (the Pipeline: settings, lazy embedder, generator and chunker,
+sync, fsck, search, prepare, stream, ask), ``sync`` (planning a sync from size/mtime
+and hashes, applying it with checkpoints), ``answer`` (the AnswerStream: streamed
+text, then the checks and abstention that make the Answer) and ``progress`` (the
+sync's progress callback and terminal bar).
+"""
+
+import os
+
+from .answer import AnswerStream
+from .pipeline import Pipeline
+from .progress import Progress
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+__all__ = ["AnswerStream", "Pipeline", "Progress"]

@@ -1,0 +1,45 @@
+"""Progress of a sync: a callback type and the bar that reports to it and to the terminal."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+class ProgressBar:
+    """A tqdm progress bar on stderr (when it is a terminal or forced), plus a callback."""
+
+    def __init__(self, total: int, unit: str, callback: Progress | None) -> None:
+        self.total, self.done, self.n_chunks = total, 0, 0
+        self.callback = callback
+        self._tqdm = None
+        if total and (sys.stderr.isatty() or os.environ.get("RAGPIPE_PROGRESS") == "1"):
+            from tqdm import tqdm
+
+            self._tqdm = tqdm(total=total, unit=unit, desc="ingest", file=sys.stderr)
+
+    def update(self) -> None:
+        """One more file done."""
+        self.done += 1
+        if self._tqdm:
+            self._tqdm.set_postfix(chunks=self.n_chunks, refresh=False)
+            self._tqdm.update(1)
+        if self.callback:
+            self.callback("files", self.done, self.total)
+
+    def chunks(self, n: int) -> None:
+        """Count ``n`` more chunks stored (shown on the bar)."""
+        self.n_chunks += n
+
+    def note(self, text: str) -> None:
+        """Print a line above the bar (nothing without a bar)."""
+        if self._tqdm:
+            self._tqdm.write(text, file=sys.stderr)
+
+    def close(self) -> None:
+        """Close the bar."""
+        if self._tqdm:
+            self._tqdm.close()

@@ -1,0 +1,313 @@
+"""Sync: bring an index in line with a folder exactly, losing little work to a crash.
+
+    walk --> plan (size/mtime, then SHA-256) --> share, rename, read, chunk, embed --> publish
+
+Planning loads no model: an unchanged file is recognised by size and mtime, a
+changed or new one by the SHA-256 of its bytes. Content is stored once per hash, so
+the same bytes under a new name are a rename and a duplicate shares the stored
+chunks. A path is deleted only when the folder it was in was listed completely.
+Contents whose vectors came from another embedder get new vectors from their stored
+text, without parsing.
+
+Applying parses in isolated worker processes (ingest.read_many) while the chunks of
+several files are embedded together here. A long sync publishes a checkpoint
+generation every ``Pipeline.checkpoint_files`` files or ``checkpoint_seconds``
+(not while re-embedding: those vectors are published together at the end).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..datatypes import Chunk, Document, FileReport, Outcome, SyncStats
+from ..errors import ReadError
+from ..ingest import FoundFile, read_many, walk
+from ..settings import Settings
+from ..store import Writer
+from .progress import Progress, ProgressBar
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+
+
+@dataclass
+class _Plan:
+    """What a sync will do, decided from size/mtime and content hashes."""
+
+    unchanged: list[str] = field(default_factory=list)
+    touched: list[FoundFile] = field(default_factory=list)  # same bytes, new mtime
+    to_read: list[tuple[FoundFile, str, bool]] = field(default_factory=list)  # (file, sha, new?)
+    renamed: list[tuple[str, FoundFile]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    skipped: list[FileReport] = field(default_factory=list)
+    reembed: list[str] = field(default_factory=list)  # contents needing new vectors only
+    found: dict[str, FoundFile] = field(default_factory=dict)
+    scan_errors: list[tuple[str, str]] = field(default_factory=list)  # (folder, reason)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def make_plan(
+    settings: Settings, root: Path, known: dict, stored_recipes: dict, recipe: str, embedder: str
+) -> _Plan:
+    """Decide what a sync of ``root`` does, from size/mtime first and content hashes second."""
+    plan = _Plan()
+    found: dict[str, FoundFile] = {}
+    max_bytes = int(settings.ingest.max_file_mb * 1024 * 1024)
+    for f in walk(root, settings.ingest.skip, plan.scan_errors):
+        if f.symlink_escape:
+            plan.skipped.append(
+                FileReport(f.rel, Outcome.SKIPPED_SYMLINK, f.reason or "symlink not followed")
+            )
+            continue
+        if f.size > max_bytes:
+            plan.skipped.append(
+                FileReport(
+                    f.rel,
+                    Outcome.TOO_LARGE,
+                    f"{f.size / 1e6:.1f} MB is over ingest.max_file_mb "
+                    f"({settings.ingest.max_file_mb} MB)",
+                )
+            )
+            continue
+        found[f.rel] = f
+    missing = {p: row for p, row in known.items() if p not in found}
+    missing_by_sha: dict[str, list[str]] = {}
+    for p, row in missing.items():
+        if row.sha256:
+            missing_by_sha.setdefault(row.sha256, []).append(p)
+    skipped_paths = {r.path for r in plan.skipped}
+    for rel, f in found.items():
+        row = known.get(rel)
+        stored = stored_recipes.get(row.sha256) if (row and row.sha256) else None
+        recipe_ok = stored is not None and stored[0] == recipe
+        if row and row.size == f.size and row.mtime_ns == f.mtime_ns:
+            if row.sha256 is None or row.stale or recipe_ok:
+                plan.unchanged.append(rel)
+                continue
+        try:
+            sha = _sha256_file(f.path)
+        except FileNotFoundError:
+            plan.skipped.append(FileReport(rel, Outcome.VANISHED, "file disappeared"))
+            continue
+        except OSError as exc:
+            plan.skipped.append(FileReport(rel, Outcome.UNREADABLE, str(exc)))
+            continue
+        if row and row.sha256 == sha and recipe_ok:
+            plan.touched.append(f)
+        elif (
+            row is None
+            and missing_by_sha.get(sha)
+            and stored_recipes.get(sha, ("",))[0] == recipe
+        ):
+            old = missing_by_sha[sha].pop(0)
+            plan.renamed.append((old, f))
+            del missing[old]
+        else:
+            plan.to_read.append((f, sha, row is None))
+    # A path is deleted only when the folder it was in was listed completely.
+    incomplete = tuple(prefix for prefix, _ in plan.scan_errors)
+    plan.deleted = sorted(
+        p for p in missing
+        if p not in skipped_paths and not (incomplete and p.startswith(incomplete))
+    )
+    plan.found = found
+    # Contents kept as they are, but embedded by another model: new vectors from their text.
+    kept = [known[p].sha256 for p in plan.unchanged]
+    kept += [known[f.rel].sha256 for f in plan.touched]
+    kept += [known[old].sha256 for old, _ in plan.renamed]
+    kept += [known[r.path].sha256 for r in plan.skipped if r.path in known]
+    plan.reembed = sorted(
+        sha for sha in set(kept)
+        if sha and sha in stored_recipes and stored_recipes[sha][1] != embedder
+    )
+    return plan
+
+
+def sync_folder(
+    pipe: Pipeline,
+    folder: Path,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    command: str = "sync",
+) -> SyncStats:
+    """Pipeline.sync: plan, then (unless ``dry_run``) apply the plan in one writer."""
+    root = Path(folder)
+    if not root.exists():
+        raise ReadError(Outcome.VANISHED, f"folder {root} does not exist")
+    root = root.resolve()
+    embedder = pipe.embedder
+    recipe = pipe.recipe()
+    exists = pipe.store.exists()
+    if dry_run:
+        known = pipe.store.file_rows() if exists else {}
+        stored = pipe.store.content_recipes() if exists else {}
+        plan = make_plan(pipe.settings, root, known, stored, recipe, embedder.name)
+        return SyncStats(
+            added=tuple(f.rel for f, _, new in plan.to_read if new),
+            changed=tuple(f.rel for f, _, new in plan.to_read if not new),
+            deleted=tuple(plan.deleted),
+            renamed=tuple((old, f.rel) for old, f in plan.renamed),
+            unchanged=len(plan.unchanged) + len(plan.touched),
+            failed=tuple(plan.skipped),
+            dry_run=True,
+        )
+    meta = {"embedder": embedder.name, "chunking": recipe, "root": str(root)}
+    with pipe.store.writer(meta, command=command) as w:
+        known = pipe.store.file_rows()
+        stored = pipe.store.content_recipes()
+        plan = make_plan(pipe.settings, root, known, stored, recipe, embedder.name)
+        return apply_plan(pipe, w, root, plan, known, recipe, progress)
+
+
+def apply_plan(
+    pipe: Pipeline,
+    w: Writer,
+    root: Path,
+    plan: _Plan,
+    known: dict,
+    recipe: str,
+    progress: Progress | None,
+) -> SyncStats:
+    """Carry out ``plan`` in ``w`` and publish; checkpoints on the way (see the module doc)."""
+    embedder = pipe.embedder
+    if plan.to_read or plan.reembed or "dim" not in w.previous_meta:
+        w.set_meta({"dim": str(embedder.dim)})  # loads the embedding model
+    chunker = pipe.chunker() if plan.to_read or plan.reembed else None
+    failed: list[FileReport] = list(plan.skipped)
+    added: list[str] = []
+    changed: list[str] = []
+    chunks_added = 0
+    generation = 0
+    for rep in plan.skipped:
+        row = known.get(rep.path)
+        w.set_file(
+            rep.path, row.sha256 if row else None, 0, 0, rep.outcome, rep.message,
+            stale=bool(row and row.sha256),
+        )
+    for f in plan.touched:
+        w.touch_file(f.rel, f.size, f.mtime_ns)
+    for old, f in plan.renamed:
+        w.rename_file(old, f.rel, f.size, f.mtime_ns)
+    # Embedder changed: new vectors from the stored chunk text, published together at the
+    # end. A chunk over the new model's window would be truncated: re-read that file.
+    by_sha = {row.sha256: plan.found[p] for p, row in known.items() if p in plan.found}
+    for sha in plan.reembed:
+        rows = w.chunks_of(sha)
+        too_long = any(embedder.count_tokens(t) > embedder.max_tokens for _, t in rows)
+        if too_long and sha in by_sha:
+            plan.to_read.append((by_sha[sha], sha, False))
+            continue
+        vecs = embedder.embed([t for _, t in rows])
+        w.replace_vectors(sha, embedder.name, [i for i, _ in rows], vecs)
+    bar = ProgressBar(len(plan.to_read), "files", progress)
+    last_publish = time.monotonic()
+    since_publish = 0
+
+    def step() -> None:
+        nonlocal since_publish, last_publish, generation
+        bar.update()
+        since_publish += 1
+        if not plan.reembed and (
+            since_publish >= pipe.checkpoint_files
+            or time.monotonic() - last_publish > pipe.checkpoint_seconds
+        ):
+            generation = w.publish(note="checkpoint") or generation
+            since_publish, last_publish = 0, time.monotonic()
+
+    def share(f: FoundFile, sha: str) -> bool:
+        """Point a path at content already stored for another path (same bytes)."""
+        if not w.has_content(sha, recipe, embedder.name):
+            return False
+        outcome, message, kind, pages, n = w.content_facts(sha)
+        w.set_file(f.rel, sha, f.size, f.mtime_ns, outcome, message, kind, pages, n)
+        return True
+
+    to_parse: dict[str, tuple[FoundFile, bool]] = {}
+    for f, sha, is_new in plan.to_read:
+        if share(f, sha):
+            (added if is_new else changed).append(f.rel)
+            step()
+        else:
+            to_parse[f.rel] = (f, is_new)
+    # Parsing runs in isolated worker processes, overlapping with embedding here.
+    # Chunks of several files are embedded together: tiny per-file batches waste the model.
+    pending: list[tuple[FoundFile, bool, Document, Outcome, list[Chunk]]] = []
+    flush_at = max(64, 4 * pipe.settings.embedder.batch_size)
+
+    def flush() -> None:
+        nonlocal chunks_added
+        if not pending:
+            return  # nothing to embed: don't load the model
+        texts = [c.text for *_, chunks in pending for c in chunks]
+        vectors = embedder.embed(texts)
+        start = 0
+        for f, is_new, doc, outcome, chunks in pending:
+            vecs, start = vectors[start : start + len(chunks)], start + len(chunks)
+            if not share(f, doc.sha256):  # the same bytes may come twice in one batch
+                notes = "; ".join(doc.notes)
+                w.put_content(
+                    doc.sha256, doc.kind, len(doc.pages), recipe, embedder.name, chunks,
+                    vecs, notes,
+                )
+                w.set_file(
+                    f.rel, doc.sha256, f.size, f.mtime_ns, outcome, notes, doc.kind,
+                    len(doc.pages), len(chunks),
+                )
+                chunks_added += len(chunks)
+                bar.chunks(len(chunks))
+            (added if is_new else changed).append(f.rel)
+            step()
+        pending.clear()
+
+    results = read_many(((f.path, f.rel) for f, _ in to_parse.values()), pipe.settings.ingest)
+    for rel, doc, outcome, message in results:
+        f, is_new = to_parse[rel]
+        row = known.get(rel)
+        if doc is None:
+            keep_old = bool(row and row.sha256)
+            w.set_file(
+                rel, row.sha256 if keep_old and row else None, f.size, f.mtime_ns,
+                outcome, message, Path(rel).suffix.lower().lstrip("."), stale=keep_old,
+            )
+            failed.append(FileReport(rel, outcome, message))
+            bar.note(f"{rel}: {outcome.value}: {message}")
+            step()
+        elif share(f, doc.sha256):  # stored under the hash of the bytes actually read
+            (added if is_new else changed).append(rel)
+            step()
+        else:
+            assert chunker is not None
+            pending.append((f, is_new, doc, outcome, chunker.split(doc)))
+            if sum(len(p[4]) for p in pending) >= flush_at:
+                flush()
+    flush()
+    bar.close()
+    for p in plan.deleted:
+        w.remove_file(p)
+    removed = w.collect()
+    generation = w.publish(note="sync") or generation
+    return SyncStats(
+        added=tuple(added),
+        changed=tuple(changed),
+        deleted=tuple(plan.deleted),
+        renamed=tuple((old, f.rel) for old, f in plan.renamed),
+        unchanged=len(plan.unchanged) + len(plan.touched),
+        failed=tuple(failed) + tuple(
+            FileReport(prefix or ".", Outcome.UNREADABLE, f"folder not listed: {why}")
+            for prefix, why in plan.scan_errors
+        ),
+        chunks_added=chunks_added,
+        chunks_removed=removed,
+        generation=generation,
+    )
