@@ -185,9 +185,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
                 print(f"     {h.location}  (score {h.score:.3f})")
     for c in ans.citations:
         flag = {True: "supported", False: "NOT supported", None: "not checked"}[c.supported]
-        how = ", found by ragpipe" if c.inferred else ""
-        where = f" chars {c.span[0]}-{c.span[1]}" if c.span else ""
-        print(f"   [{c.n}] {flag}{how} by {c.hit.location}{where}")
+        where = f", chars {c.span[0]}-{c.span[1]}" if c.span else ""
+        how = " (the model did not cite it; ragpipe found the passage)" if c.inferred else ""
+        print(f"   [{c.n}] {flag} by {c.hit.location}{where}{how}")
     if ans.support.confidence is not None:
         s = ans.support
         print(f"support: {s.verdict}; {s.supported}/{s.citations} citations supported, "
