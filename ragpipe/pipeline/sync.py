@@ -17,7 +17,6 @@ generation every ``Pipeline.checkpoint_files`` files or ``checkpoint_seconds``
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from ..errors import ReadError
 from ..ingest import FoundFile, read_many, walk
 from ..settings import Settings
 from ..store import Writer
+from ..store.vectors import sha256_file
 from .progress import Progress, ProgressBar
 
 if TYPE_CHECKING:
@@ -47,14 +47,6 @@ class _Plan:
     reembed: list[str] = field(default_factory=list)  # contents needing new vectors only
     found: dict[str, FoundFile] = field(default_factory=dict)
     scan_errors: list[tuple[str, str]] = field(default_factory=list)  # (folder, reason)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def make_plan(
@@ -96,7 +88,7 @@ def make_plan(
                 plan.unchanged.append(rel)
                 continue
         try:
-            sha = _sha256_file(f.path)
+            sha = sha256_file(f.path)
         except FileNotFoundError:
             plan.skipped.append(FileReport(rel, Outcome.VANISHED, "file disappeared"))
             continue
