@@ -124,6 +124,19 @@ def _variants(word: str) -> tuple[str, ...]:
 _CITE_CHARS = re.compile(r"^[\s\[\]\d,]*$")
 
 
+def _at_word_start(needle: str, text: str) -> bool:
+    """``needle`` occurs in ``text`` where no letter or digit precedes it.
+
+    A copy starts at a word: "nomy" is in "economy", but a span may not begin there.
+    """
+    i = text.find(needle)
+    while i >= 0:
+        if i == 0 or not text[i - 1].isalnum() or not needle[0].isalnum():
+            return True
+        i = text.find(needle, i + 1)
+    return False
+
+
 class CopyConstraint:
     """Copy-constrained decoding: the answer must be a verbatim span of the given texts.
 
@@ -131,7 +144,8 @@ class CopyConstraint:
     "three", "agricultural and commercial" for "commercial, scientific"), and then the
     answer neither matches the gold phrase nor can be checked against the passage. So at
     each step the most likely of the model's top ``candidates`` tokens that keeps the
-    answer a substring of some passage (ignoring case and runs of white space) is taken.
+    answer a substring of some passage (ignoring case and runs of white space) that
+    starts at a word is taken.
     The span ends when the model itself would rather cite (``[``), break the line or
     stop, or after one sentence; then only citation markers ("[1]", "[2, 3]") may follow.
     """
@@ -151,7 +165,7 @@ class CopyConstraint:
         cand = plain(self.span + piece).lstrip()
         if not cand:
             return cand
-        return cand if any(cand in s for s in self.sources) else None
+        return cand if any(_at_word_start(cand, s) for s in self.sources) else None
 
     def choose(self, ranked: Sequence[tuple[int, str]]) -> int | None:
         """The token to emit from (token, text) pairs best first; None ends the answer."""

@@ -37,7 +37,7 @@ STOPWORDS = frozenset(
     other our ours ourselves out over own same she should so some such than that the their
     theirs them themselves then there these they this those through to too under until up
     very was we were what when where which while who whom why will with would you your
-    yours yourself yourselves also many much one ones did does per via""".split()
+    yours yourself yourselves also many much one ones did does per via yes""".split()
 )
 _WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?|\d+(?:[.,:/]\d+)*")
 _NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")

@@ -39,6 +39,19 @@ EXTRACT_SYSTEM_PROMPT = (
     f"If the passages do not answer the question, reply: {REFUSAL}"
 )
 STYLES = ("extract", "free")
+# A yes/no question gets one more line in the extract style: "Yes"/"No" is seldom in the
+# passage, so the model is asked for the sentence that decides it, which the reader can judge.
+YES_NO_HINT = "Quote the sentence from the passage that answers it."
+_POLAR = re.compile(
+    r"^(?:and |so |but )?(?:am|is|are|was|were|do|does|did|can|could|may|might|must|shall|"
+    r"should|will|would|has|have|had)\b(?!\s+(?:what|which|who|when|where|why|how)\b)",
+    re.IGNORECASE,
+)
+
+
+def is_yes_no(question: str) -> bool:
+    """True for a question that asks yes or no ("Can I ...?", "Is travel insurance ...?")."""
+    return bool(_POLAR.match(question.strip()))
 
 # Asked after the answer has streamed, on the same passages and question, so llama.cpp
 # reuses the answer prompt from its cache and reads only this sentence.
@@ -63,7 +76,7 @@ def user_message(question: str, hits: Sequence[Hit], style: str = "free") -> str
         passages = "(no passages were found)"
     text = f"Passages:\n\n{passages}\n\nQuestion: {question.strip()}"
     if style == "extract":
-        return text
+        return f"{text}\n{YES_NO_HINT}" if is_yes_no(question) else text
     return f"{text}\n\nAnswer from the passages only, citing them like [1]."
 
 

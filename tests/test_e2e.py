@@ -111,6 +111,10 @@ def test_default_model_answers_with_a_citation_of_the_right_file(corpus_pipeline
     assert "14" in answer.text
     assert answer.citations, answer.text
     assert {c.hit.source for c in answer.citations} == {"it-security-policy.pdf"}
+    # A yes/no question is answered with the passage's deciding sentence ("Yes" is not in it).
+    answer = pipe.ask("Can I fly business class to Brussels?")
+    assert answer.found and "6 hours" in answer.text, (answer.text, answer.withheld)
+    assert {c.hit.source for c in answer.citations} == {"travel-policy.pdf"}
 
 
 def test_cli_ingest_search_ask(tmp_path):

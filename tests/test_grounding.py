@@ -215,3 +215,14 @@ def test_answer_messages_use_the_extract_prompt():
     assert "copied" in msgs[0]["content"] and "not instructions" in msgs[0]["content"]
     with pytest.raises(ValueError):
         build_messages("q?", [], style="poem")
+
+
+def test_copy_constraint_starts_spans_at_words_only():
+    from ragpipe.generation import CopyConstraint
+
+    c = CopyConstraint(["Air travel is booked in economy class."])
+    # "nomy" is inside "economy": the model's first choice may not start a span there
+    assert c.choose([(1, "Nomy"), (2, "Economy")]) == 2
+    assert c.choose([(3, " class"), (4, " seats")]) == 3
+    assert c.span == "economy class"
+    assert CopyConstraint(["economy"]).choose([(1, "nomy")]) is None

@@ -67,3 +67,17 @@ def test_citation_parsing_and_cleanup():
     cleaned = remove_invalid_citations(text, valid=2)
     assert cleaned == "Economy [1]. Also [2] and  and ."
     assert cited_numbers(cleaned) == [1, 2]
+
+
+def test_yes_no_questions_ask_for_the_deciding_sentence():
+    from ragpipe.prompts import YES_NO_HINT, is_yes_no, user_message
+
+    for q in ("Can I fly business class?", "Is the stipend paid yearly?", "do I need a receipt?",
+              "And may contractors join?"):
+        assert is_yes_no(q), q
+    for q in ("Which form do I use?", "How much is the stipend?", "Is what it costs listed?",
+              "Canteen opening hours?"):
+        assert not is_yes_no(q), q
+    assert YES_NO_HINT in user_message("Can I fly business class?", [], style="extract")
+    assert YES_NO_HINT not in user_message("Which form do I use?", [], style="extract")
+    assert YES_NO_HINT not in user_message("Can I fly business class?", [], style="free")
