@@ -132,6 +132,26 @@ def test_question_coverage_tells_absent_topics():
     assert question_coverage("Who won the football world cup in 1998?", hits) == 0.0
 
 
+def test_weighted_coverage_lets_rare_words_decide():
+    import math
+
+    from ragpipe.grounding import question_words, weighted_question_coverage
+
+    assert question_words("Is the CEO's car a company car?") == ["ceo", "car", "company"]
+
+    hits = [page_hit(1, "The People team answers questions about leave.")]
+    # 100 chunks: "team" is in 40 of them, "football" and "favourite" in none
+    counts = {"team": 40, "football": 0, "favourite": 0}
+    w = {t: math.log(1 + (100 - n + 0.5) / (n + 0.5)) for t, n in counts.items()}
+    got = weighted_question_coverage("Which football team is your favourite?", hits, counts, 100)
+    assert got == pytest.approx(w["team"] / sum(w.values()))
+    assert got < 0.12 < question_coverage("Which football team is your favourite?", hits)
+    # a question whose words are all in the passage covers everything, however common
+    assert weighted_question_coverage("Which team answers leave questions?", hits,
+                                      {"team": 99, "answers": 5, "leave": 5,
+                                       "questions": 5}, 100) == pytest.approx(1.0)
+
+
 def test_calibration_is_monotone_in_evidence():
     weak = {"q_cover": 0.1, "support": 0.0, "judge": 0.1, "lp_mean": -2.0}
     strong = {"q_cover": 1.0, "support": 1.0, "judge": 0.9, "lp_mean": -0.1}
@@ -208,6 +228,14 @@ def test_absent_topic_is_answered_not_found_with_closest_passages(tmp_path, embe
     assert ans.hits, "the closest passages are still shown"
     assert not ans.citations
     assert ans.support.confidence is None or ans.support.confidence < CALIBRATION.threshold
+    # Off-topic words that occur nowhere in the index outweigh a common one that does: the
+    # question is answered "not found" before the model is asked.
+    stream = pipe.stream("Who is the favourite football player of the travel team?")
+    list(stream)
+    assert stream.answer.abstain_reason == "not relevant", stream.answer.withheld
+    counts, n = pipe.store.term_counts(["football", "travel", "tier-1"])
+    assert counts["football"] == 0 and counts["travel"] > 0 and n == pipe.store.count_chunks()
+    assert counts["tier-1"] == 1  # a term FTS5 splits counts as its rarest part
 
 
 def test_answer_messages_use_the_extract_prompt():

@@ -22,8 +22,9 @@ from ..grounding import (
     check_answer,
     complete_last_word,
     content_words,
-    question_coverage,
+    question_words,
     signals_for,
+    weighted_question_coverage,
 )
 from ..prompts import (
     NOT_FOUND,
@@ -73,14 +74,14 @@ class AnswerStream:
             self._abstain("no passages")
             yield NOT_FOUND
             return
-        if (
-            a.check
-            and content_words(self.query)
-            and question_coverage(self.query, self.hits) < a.min_question_coverage
-        ):
-            self._abstain("not relevant")
-            yield NOT_FOUND
-            return
+        if a.check and content_words(self.query):
+            counts, n = self.pipeline.store.term_counts(question_words(self.query))
+            if weighted_question_coverage(self.query, self.hits, counts, n) < (
+                a.min_question_coverage
+            ):
+                self._abstain("not relevant")
+                yield NOT_FOUND
+                return
         gen = self.pipeline.generator
         visible_max = settings.llm.max_tokens
         # Reasoning may use the whole window; the visible answer stops at llm.max_tokens.

@@ -66,16 +66,16 @@ def keyword_scores(conn: sqlite3.Connection, match: str, ids: Sequence[int]) -> 
     return {int(r[0]): -float(r[1]) for r in rows}
 
 
-def common_terms(
-    conn: sqlite3.Connection, terms: Sequence[str], max_share: float, n: int
-) -> set[str]:
-    """The ``terms`` that occur in more than ``max_share`` of the ``n`` chunks.
+def term_chunk_counts(conn: sqlite3.Connection, terms: Sequence[str]) -> dict[str, int]:
+    """How many chunks hold each of ``terms`` (0 for a term found nowhere).
 
     Terms are stemmed exactly as FTS5 stems them, by tokenizing them in a
-    temporary FTS5 table and reading it through fts5vocab.
+    temporary FTS5 table and reading it through fts5vocab. A term FTS5 splits
+    ("CEO's", "home-office") counts as its rarest part.
     """
-    if not terms or n == 0 or max_share >= 1:
-        return set()
+    if not terms:
+        return {}
+    parts: dict[str, list[int]] = {t: [] for t in terms}
     conn.execute(
         "CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_terms "
         "USING fts5(t, tokenize='porter unicode61')"
@@ -92,9 +92,16 @@ def common_terms(
     conn.executemany(
         "INSERT INTO temp.query_terms(rowid, t) VALUES (?, ?)", list(enumerate(terms, 1))
     )
-    out = set()
     for row, stem in conn.execute("SELECT doc, term FROM temp.query_terms_v").fetchall():
         hit = conn.execute("SELECT doc FROM temp.chunks_fts_v WHERE term = ?", (stem,)).fetchone()
-        if hit and hit[0] > max_share * n:
-            out.add(terms[row - 1])
-    return out
+        parts[terms[row - 1]].append(int(hit[0]) if hit else 0)
+    return {t: min(n) if n else 0 for t, n in parts.items()}
+
+
+def common_terms(
+    conn: sqlite3.Connection, terms: Sequence[str], max_share: float, n: int
+) -> set[str]:
+    """The ``terms`` that occur in more than ``max_share`` of the ``n`` chunks."""
+    if not terms or n == 0 or max_share >= 1:
+        return set()
+    return {t for t, df in term_chunk_counts(conn, terms).items() if df > max_share * n}
