@@ -18,6 +18,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="ragpipe", description="Offline question answering over your own documents."
     )
     p.add_argument("--config", type=Path, help="ragpipe.toml to read (default: ./ragpipe.toml)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one setting for this command, e.g. answer.passages=2 "
+                        "(repeatable; before the command)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_index(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -78,9 +81,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace):  # noqa: ANN202
+    from .errors import ConfigError
     from .settings import load_settings
 
-    return load_settings(args.config)
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set takes SECTION.KEY=VALUE, not {item!r}")
+        overrides[key.strip()] = value
+    return load_settings(args.config, overrides=overrides)
 
 
 def _pipeline(args: argparse.Namespace):  # noqa: ANN202

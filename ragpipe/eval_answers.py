@@ -372,54 +372,32 @@ def cross_validate(records: Sequence[dict[str, Any]], features: Sequence[str]) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ragpipe.eval_answers``: run a sample, or fit the calibration on a run."""
-    import argparse
-    import sys
+    """``python -m ragpipe.eval_answers``: fit or apply the abstention calibration on a run.
 
-    from .settings import load_settings
+    Runs themselves are made with ``ragpipe eval answers --json RUN.json``.
+    """
+    import argparse
+
+    from .grounding import CALIBRATION
 
     p = argparse.ArgumentParser(prog="python -m ragpipe.eval_answers", description=__doc__)
-    p.add_argument("--dataset", type=Path, help="SQuAD v2 (or v1.1) JSON file")
-    p.add_argument("--n", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--offset", type=int, default=0, help="slice start in the seeded shuffle")
-    p.add_argument("--json", type=Path, help="write the result, with every record, here")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="setting override, e.g. answer.passages=2 (repeatable)")
-    p.add_argument("--tune", type=Path, metavar="RUN.json",
-                   help="fit the abstention calibration on a run made with "
-                        "answer.min_confidence=0 and print it")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--tune", type=Path, metavar="RUN.json",
+                      help="fit the abstention calibration on a run made with "
+                           "--set answer.min_confidence=0 and print it")
+    what.add_argument("--rescore", type=Path, metavar="RUN.json",
+                      help="re-decide a run's abstentions with the current calibration")
     p.add_argument("--features", default="judge",
                    help=f"signals --tune fits on, comma-separated (of {', '.join(FEATURES)})")
-    p.add_argument("--rescore", type=Path, metavar="RUN.json",
-                   help="re-decide a run's abstentions with the current calibration")
     args = p.parse_args(argv)
-    if args.tune or args.rescore:
-        from .grounding import CALIBRATION
-
-        run_ = json.loads(Path(args.tune or args.rescore).read_text(encoding="utf-8"))
-        features = [f.strip() for f in args.features.split(",") if f.strip()]
-        cal = fit_calibration(run_["records"], features) if args.tune else CALIBRATION
-        print(cal)
-        print("in sample:", json.dumps(
-            {k: round(v, 4) for k, v in rescore(run_["records"], cal).items()}))
-        if args.tune:
-            print("2-fold cross-validation:", json.dumps(
-                cross_validate(run_["records"], features)))
-        return 0
-    if not args.dataset:
-        p.error("--dataset is required")
-    overrides = dict(kv.split("=", 1) for kv in args.set)
-    settings = load_settings(overrides=overrides)
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if stage == "questions" and sys.stderr.isatty():
-            print(f"\r{done}/{total}", end="", file=sys.stderr, flush=True)
-
-    result = run(settings, args.dataset, args.n, args.seed, args.offset, progress)
-    print(format_report(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    run_ = json.loads(Path(args.tune or args.rescore).read_text(encoding="utf-8"))
+    features = [f.strip() for f in args.features.split(",") if f.strip()]
+    cal = fit_calibration(run_["records"], features) if args.tune else CALIBRATION
+    print(cal)
+    print("in sample:", json.dumps(
+        {k: round(v, 4) for k, v in rescore(run_["records"], cal).items()}))
+    if args.tune:
+        print("2-fold cross-validation:", json.dumps(cross_validate(run_["records"], features)))
     return 0
 
 

@@ -64,18 +64,49 @@ def test_summary_counts_refusals_abstentions_and_citations():
     assert m["citation_valid"] == 0.5 and m["citations"] == 2
 
 
+def test_calibration_is_fitted_on_a_run_and_rescores_it(tmp_path, capsys):
+    from ragpipe.eval_answers import fit_calibration, main, rescore
+
+    def rec(answerable, judge):
+        r = {"answerable": answerable, "found": False, "draft": "EUR 70", "gold": ["EUR 70"],
+             "signals": {"judge": judge}, "timings": {"total_s": 1.0}, "citations": [],
+             "draft_citations": [{"valid": answerable}], "f1": 0.0, "em": 0.0,
+             "contained": False, "gold_in_context": True}
+        return r
+
+    # the judge separates the two kinds except for one answerable question at 0.2
+    records = [rec(True, j) for j in (0.9, 0.8, 0.7, 0.6, 0.2)] + [
+        rec(False, j) for j in (0.1, 0.15, 0.3, 0.35, 0.4)]
+    cal = fit_calibration(records, ["judge"])
+    assert cal.weights["judge"] > 0
+    m = rescore(records, cal)
+    assert m["false_refusal"] == pytest.approx(0.2) and m["abstain_ok"] == 1.0
+    assert m["contained"] == pytest.approx(0.8) and m["citation_valid"] == 1.0
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"records": records * 2}))
+    assert main(["--tune", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Calibration(" in out and "2-fold cross-validation" in out
+
+
+def squad_excerpt(tmp_path, article: int, paragraphs: int):
+    """A SQuAD v2 file with the first ``paragraphs`` paragraphs of one article of the real set."""
+    full = json.loads(SQUAD_V2.read_text(encoding="utf-8"))
+    a = full["data"][article]
+    excerpt = {"version": "v2.0",
+               "data": [{"title": a["title"], "paragraphs": a["paragraphs"][:paragraphs]}]}
+    path = tmp_path / "tiny-squad.json"
+    path.write_text(json.dumps(excerpt))
+    return path
+
+
 @pytest.mark.e2e
 def test_eval_answers_smoke_on_a_small_slice(tmp_path, embedder, small_llm):
     """The whole runner on a tiny real SQuAD v2 excerpt with the real small models."""
     from ragpipe.pipeline import Pipeline
     from ragpipe.settings import load_settings
 
-    full = json.loads(SQUAD_V2.read_text(encoding="utf-8"))
-    article = full["data"][0]
-    excerpt = {"version": "v2.0", "data": [{"title": article["title"],
-                                            "paragraphs": article["paragraphs"][:3]}]}
-    path = tmp_path / "tiny-squad.json"
-    path.write_text(json.dumps(excerpt))
+    path = squad_excerpt(tmp_path, article=0, paragraphs=3)
     settings = load_settings(
         overrides={"paths.indexes": tmp_path / "idx", "paths.models": ROOT / "models",
                    "llm.model": "smollm2-135m", "llm.n_ctx": 2048, "llm.max_tokens": 24},
@@ -104,12 +135,7 @@ def test_cli_eval_answers(tmp_path):
     import subprocess
     import sys
 
-    full = json.loads(SQUAD_V2.read_text(encoding="utf-8"))
-    article = full["data"][1]
-    excerpt = {"version": "v2.0", "data": [{"title": article["title"],
-                                            "paragraphs": article["paragraphs"][:2]}]}
-    path = tmp_path / "tiny.json"
-    path.write_text(json.dumps(excerpt))
+    path = squad_excerpt(tmp_path, article=1, paragraphs=2)
     env = {**os.environ, "RAGPIPE_PATHS_INDEXES": str(tmp_path / "idx"),
            "RAGPIPE_PATHS_MODELS": str(ROOT / "models"), "RAGPIPE_LLM_MODEL": "smollm2-135m",
            "RAGPIPE_LLM_N_CTX": "2048", "RAGPIPE_LLM_MAX_TOKENS": "16"}

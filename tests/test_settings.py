@@ -37,3 +37,17 @@ def test_index_names_are_checked():
     assert s.index_dir("team-a").name == "team-a"
     with pytest.raises(ConfigError):
         s.index_dir("../etc")
+
+
+def test_cli_set_overrides_one_setting_for_one_command():
+    from ragpipe.cli import _parser, _settings
+    from ragpipe.errors import ConfigError
+
+    args = _parser().parse_args(["--set", "answer.passages=3", "--set",
+                                 "retrieval.mode=bm25", "status"])
+    s = _settings(args)
+    assert s.answer.passages == 3 and s.retrieval.mode == "bm25"
+    with pytest.raises(ConfigError, match="SECTION.KEY=VALUE"):
+        _settings(_parser().parse_args(["--set", "answer.passages", "status"]))
+    with pytest.raises(ConfigError):
+        _settings(_parser().parse_args(["--set", "answer.nonsense=1", "status"]))
