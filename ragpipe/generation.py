@@ -121,6 +121,8 @@ def _variants(word: str) -> tuple[str, ...]:
     first = word.split()[0] if word.split() else word
     forms = {first, first.lower(), first.capitalize(), first.upper()}
     return tuple(sorted(forms | {" " + f for f in forms}))
+
+
 _CITE_CHARS = re.compile(r"^[\s\[\]\d,]*$")
 
 

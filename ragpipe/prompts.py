@@ -39,6 +39,9 @@ EXTRACT_SYSTEM_PROMPT = (
     f"If the passages do not answer the question, reply: {REFUSAL}"
 )
 STYLES = ("extract", "free")
+# Asked after the answer has streamed, on the same passages and question, so llama.cpp
+# reuses the answer prompt from its cache and reads only this sentence.
+JUDGE_QUESTION = "Can this question be answered from the passages? Reply with yes or no."
 # A yes/no question gets one more line in the extract style: "Yes"/"No" is seldom in the
 # passage, so the model is asked for the sentence that decides it, which the reader can judge.
 YES_NO_HINT = "Quote the sentence from the passage that answers it."
@@ -52,10 +55,6 @@ _POLAR = re.compile(
 def is_yes_no(question: str) -> bool:
     """True for a question that asks yes or no ("Can I ...?", "Is travel insurance ...?")."""
     return bool(_POLAR.match(question.strip()))
-
-# Asked after the answer has streamed, on the same passages and question, so llama.cpp
-# reuses the answer prompt from its cache and reads only this sentence.
-JUDGE_QUESTION = "Can this question be answered from the passages? Reply with yes or no."
 
 
 def format_passage(n: int, hit: Hit, style: str = "free") -> str:

@@ -21,7 +21,6 @@ from ..grounding import (
     SUPPORT_THRESHOLD,
     check_answer,
     complete_last_word,
-    content_words,
     question_words,
     signals_for,
     weighted_question_coverage,
@@ -66,6 +65,7 @@ class AnswerStream:
         self.hits = fitted.used
         self._t0 = t0
         self._answer: Answer | None = None
+        self._report: dict[str, float] = {}  # what the generator measured (refusal_p)
 
     def __iter__(self) -> Iterator[str]:
         settings = self.pipeline.settings
@@ -74,8 +74,9 @@ class AnswerStream:
             self._abstain("no passages")
             yield NOT_FOUND
             return
-        if a.check and content_words(self.query):
-            counts, n = self.pipeline.store.term_counts(question_words(self.query))
+        words = question_words(self.query)
+        if a.check and words:
+            counts, n = self.pipeline.store.term_counts(words)
             if weighted_question_coverage(self.query, self.hits, counts, n) < (
                 a.min_question_coverage
             ):
@@ -87,7 +88,6 @@ class AnswerStream:
         # Reasoning may use the whole window; the visible answer stops at llm.max_tokens.
         room = max(visible_max, gen.n_ctx - self.fitted.tokens)
         scored = getattr(gen, "stream_scored", None)
-        self._report: dict[str, float] = {}
         if scored is not None and getattr(gen, "temperature", 0) == 0:
             extract = a.style == "extract"
             tokens: Iterator[tuple[str, float]] = scored(
@@ -188,7 +188,7 @@ class AnswerStream:
             judge = yes_probability(judge_messages(self.fitted.messages))
         signals = signals_for(
             self.query, self.hits, checked, logprobs, judge,
-            getattr(self, "_report", {}).get("refusal_p"),
+            self._report.get("refusal_p"),
         )
         # Without the signals it was fitted on (judge off, or a generator without it) the
         # calibration does not apply: then only the support check can withhold.
