@@ -51,3 +51,22 @@ def test_no_index_tells_how_to_build_one(tmp_path, monkeypatch):
     at.run()
     assert not at.exception
     assert any("ragpipe ingest" in w.value for w in at.warning)
+
+
+def test_document_and_answer_text_is_shown_as_written():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "ui"))
+    try:
+        from literal import literal, snippet
+    finally:
+        sys.path.remove(str(ROOT / "ui"))
+    # an answer copied from a document: no LaTeX, emphasis, list or colour directive
+    assert literal("Costs $5 to $10 *per* day") == r"Costs \$5 to \$10 \*per\* day"
+    assert literal("1. Book early\n- then :red[pay]") == (
+        "1\\. Book early  \n\\- then \\:red\\[pay\\]"
+    )
+    page = "Claims use form TR-7 within 30 days."
+    shown = snippet(page, (16, 20))
+    assert shown.startswith("Claims use form") and ":orange-background[TR\\-7]" not in shown
+    assert ":orange-background[TR-7]" in shown

@@ -8,7 +8,6 @@ one answer model are shared by every browser session of the server process
 from __future__ import annotations
 
 import os
-import re
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -16,6 +15,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from pathlib import Path  # noqa: E402
 
 import streamlit as st  # noqa: E402
+from literal import literal, snippet  # noqa: E402  ui/literal.py (the script folder is on sys.path)
 
 from ragpipe.embedding import SentenceTransformerEmbedder  # noqa: E402
 from ragpipe.errors import RagpipeError  # noqa: E402
@@ -72,34 +72,6 @@ def index_names(settings: Settings) -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "index.sqlite").is_file())
 
 
-_MD_INLINE = re.compile(r"([\\`*_\[\]<>$~|:])")
-_MD_BLOCK = re.compile(r"^(\d+)([.)])|^([#>+\-])")
-
-
-def _md(text: str) -> str:
-    """Document text shown literally, on one line: its markup must not format the page."""
-    flat = _MD_INLINE.sub(r"\\\1", " ".join(text.split()))
-    return _MD_BLOCK.sub(lambda m: f"{m.group(1)}\\{m.group(2)}" if m.group(1)
-                         else f"\\{m.group(3)}", flat)
-
-
-def _snippet(text: str, span: tuple[int, int] | None, limit: int = 600) -> str:
-    """The passage text for display, the supporting span highlighted and kept in view."""
-    if span is None:
-        flat = " ".join(text.split())
-        return _md(flat[:limit]) + ("…" if len(flat) > limit else "")
-    a, b = span
-    lead = max(0, a - limit // 3)
-    before, mid, after = text[lead:a], text[a:b], text[b:]
-    room = max(0, limit - len(before) - len(mid))
-    shown = (
-        ("…" if lead else "") + _md(before) + " "
-        + f":orange-background[{_md(mid)}]" + " "
-        + _md(after[:room]) + ("…" if len(after) > room else "")
-    )
-    return shown.strip()
-
-
 def show_sources(answer_hits, citations=(), found: bool = True) -> None:
     """List the passages given to the model, cited ones marked supported or not.
 
@@ -125,7 +97,7 @@ def show_sources(answer_hits, citations=(), found: bool = True) -> None:
             st.markdown(f"**[{i}] {hit.location}** · score {hit.score:.2f} · {mark}")
             span = next((c.span for c in cites if c.supported and c.span), None)
             local = (span[0] - hit.start, span[1] - hit.start) if span else None
-            st.caption(_snippet(hit.text, local))
+            st.caption(snippet(hit.text, local))
 
 
 st.title("Ask your documents")
@@ -151,7 +123,7 @@ messages = st.session_state.setdefault("messages", [])
 
 for msg in messages:
     with st.chat_message(msg["role"]):
-        st.markdown(msg["content"])
+        st.markdown(literal(msg["content"]))
         if msg["role"] == "assistant":
             show_sources(msg.get("hits", ()), msg.get("citations", ()), msg.get("found", True))
 
@@ -159,7 +131,7 @@ question = st.chat_input("Ask a question about the documents")
 if question:
     messages.append({"role": "user", "content": question})
     with st.chat_message("user"):
-        st.markdown(question)
+        st.markdown(literal(question))
     with st.chat_message("assistant"):
         pipe = pipeline(settings, index)
         # Earlier turns, so a follow-up ("and for contractors?") is understood.
@@ -170,10 +142,11 @@ if question:
                 stream = pipe.stream(question, history)
             shown = st.empty()
             with shown.container():
-                streamed = st.write_stream(iter(stream))
+                st.write_stream(iter(stream))
             answer = stream.answer
-            if answer.text.strip() != str(streamed).strip():
-                shown.markdown(answer.text)  # the checks changed or withheld the draft
+            # The checked answer replaces the stream: it may differ (withheld, citations
+            # removed), and text copied from a document is shown as written, not as Markdown.
+            shown.markdown(literal(answer.text))
             s = answer.support
             if not answer.found and answer.withheld:
                 st.caption("The draft answer was withheld: the passages do not support it "

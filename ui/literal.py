@@ -1,0 +1,43 @@
+"""Document and answer text for the web page, shown as written.
+
+Streamlit renders Markdown (and its own ``:color[...]`` directives), so a passage or an
+answer copied from a document with ``*``, ``$`` or a leading ``1.`` would format the
+page instead of reading as written. Everything the page shows from documents or from the
+model goes through here.
+"""
+
+from __future__ import annotations
+
+import re
+
+_MD_INLINE = re.compile(r"([\\`*_\[\]<>$~|:])")
+_MD_BLOCK = re.compile(r"^(\d+)([.)])|^([#>+\-])")
+
+
+def line(text: str) -> str:
+    """Document text shown literally, on one line: its markup must not format the page."""
+    flat = _MD_INLINE.sub(r"\\\1", " ".join(text.split()))
+    return _MD_BLOCK.sub(lambda m: f"{m.group(1)}\\{m.group(2)}" if m.group(1)
+                         else f"\\{m.group(3)}", flat)
+
+
+def snippet(text: str, span: tuple[int, int] | None, limit: int = 600) -> str:
+    """The passage text for display, the supporting span highlighted and kept in view."""
+    if span is None:
+        flat = " ".join(text.split())
+        return line(flat[:limit]) + ("…" if len(flat) > limit else "")
+    a, b = span
+    lead = max(0, a - limit // 3)
+    before, mid, after = text[lead:a], text[a:b], text[b:]
+    room = max(0, limit - len(before) - len(mid))
+    shown = (
+        ("…" if lead else "") + line(before) + " "
+        + f":orange-background[{line(mid)}]" + " "
+        + line(after[:room]) + ("…" if len(after) > room else "")
+    )
+    return shown.strip()
+
+
+def literal(text: str) -> str:
+    """Text shown as written, one Markdown line per line of ``text``."""
+    return "  \n".join(line(part) for part in text.splitlines() if part.strip())
