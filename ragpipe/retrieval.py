@@ -1,16 +1,14 @@
 """Question -> Hits: dense and keyword search, fusion, filters and result shaping.
 
 Keyword search is SQLite FTS5 ranked by its bm25(), queried with the
-question's terms as an OR query without stopwords (the 33-word Lucene English
-list, as bm25s uses), each term quoted so FTS5 syntax in a question is inert.
-It searches ``chunks_fts`` (each chunk's own text), which lives in the index's
-database and is kept by triggers, so it is transactional, follows every sync
-(adds, changes, deletes) and is as crash-safe as the chunks themselves. A
-second column with the words of the neighbouring chunks was tried and dropped
-because FTS5's IDF counts every column, so in small folders it ranked the wrong
-file first; +0.005 nDCG@10 on SciFact did not pay for that or for doubling the
-stored text. Why not bm25s: on the same chunks FTS5 ranked at least as well
-(SciFact nDCG@10 0.684 vs 0.676), and a second index file would need its own
+question's terms as an OR query without stopwords (``STOPWORDS``: Lucene's
+English list, as bm25s uses, and the function words of questions), each term
+quoted so FTS5 syntax in a question is inert. It ranks each chunk by its
+*window*, the chunk with its neighbours (store/keywords.py), kept in the
+index's database by the writer in the same transaction as the chunks, so it
+follows every sync (adds, changes, deletes) and is as crash-safe as they are.
+Why not bm25s: on the same chunks FTS5 ranked at least as well (SciFact
+nDCG@10 0.684 vs 0.676), and a second index file would need its own
 per-generation publishing (README: Retrieval quality).
 
 Fusion (``retrieval.fusion``): ``convex`` (default) unites the dense and keyword
@@ -52,11 +50,24 @@ from .errors import ConfigError
 MODES = ("dense", "bm25", "hybrid")
 FUSIONS = ("convex", "rrf")
 
-# Lucene's English stopwords (the list bm25s uses for "en").
-STOPWORDS = frozenset(
+# Lucene's English stopwords (the list bm25s uses for "en") ...
+LUCENE_STOPWORDS = frozenset(
     "a an and are as at be but by for if in into is it no not of on or such that the their "
     "then there these they this to was will with".split()
 )
+# ... and the words that make a sentence a question (pronouns, wh-words, auxiliaries) and a
+# few other function words. In a small folder their BM25 weight is far from zero: "Which
+# form do I use to claim travel expenses?" ranked a Q&A page full of "do I" above the
+# travel policy's "Claiming travel expenses" section. Dropping them gained SQuAD nDCG@10
+# 0.001-0.009 and changed SciFact (claims, not questions) by <= 0.002 (README).
+QUESTION_WORDS = frozenset(
+    """i me my mine myself we us our ours ourselves you your yours yourself yourselves he him
+    his himself she her hers herself its itself they them their theirs themselves what which
+    who whom whose when where why how do does did doing done can could should would shall am
+    were been being have has had having so than too very just also here there whether while
+    any all each every some other others own same""".split()
+)
+STOPWORDS = LUCENE_STOPWORDS | QUESTION_WORDS
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 

@@ -22,7 +22,7 @@ from ragpipe.retrieval import (
     query_terms,
     rrf,
 )
-from ragpipe.store import Store, ivf_nlist_for
+from ragpipe.store import Store, ivf_nlist_for, keywords
 
 DIM = 32
 # A fake embedder with synonyms: words of one group land on the same dimension, so dense
@@ -100,8 +100,11 @@ def search(store, q, k=5, **kw):
 
 # ----- keyword queries ---------------------------------------------------------------------------
 def test_query_terms_drop_stopwords_and_repeats():
-    assert query_terms("What is the policy for the car, the CAR?") == ["what", "policy", "car"]
+    assert query_terms("What is the policy for the car, the CAR?") == ["policy", "car"]
     assert query_terms("the and of") == []
+    # A question's own function words are not search terms.
+    assert query_terms("Which form do I use to claim travel expenses?") == [
+        "form", "use", "claim", "travel", "expenses"]
 
 
 def test_keyword_query_quotes_every_term():
@@ -201,6 +204,78 @@ def test_keyword_index_follows_adds_changes_deletes_and_rollbacks(store):
         put(w, "hr/ghost.txt", ["phantom words here"])
     assert search(store, "phantom", mode="bm25") == []
     assert all(h.source != "hr/ghost.txt" for h in search(store, "phantom", k=20))
+
+
+def test_a_chunk_is_ranked_with_the_words_around_it(tmp_path):
+    s = Store(tmp_path / "win")
+    with s.writer(META) as w:
+        put(w, "travel.txt", ["Form TR-7 is the travel expense claim.",
+                              "Hand it in within thirty days.",
+                              "Late claims need the approval of the head of finance."])
+        put(w, "resign.txt", ["Thirty days notice is needed to resign."])
+        for i, topic in enumerate(["laptops", "parking", "canteen", "printers", "badges",
+                                   "lockers", "plants", "mail", "lights", "keys"]):
+            put(w, f"other{i}.txt", [f"Questions about {topic} go to the office manager."])
+        w.publish()
+    # "TR-7" is in the first chunk only; the second, next to it, is found too, after it
+    # (a chunk's own words weigh more than its neighbours'); the third is not next to it.
+    hits = search(s, "TR-7", mode="bm25", k=5)
+    assert [h.text.split()[0] for h in hits] == ["Form", "Hand"]
+    # Windows stay inside their document.
+    assert [h.source for h in search(s, "resign", mode="bm25", k=5)] == ["resign.txt"]
+
+
+def scores_of(store, questions):
+    with store.snapshot() as conn:
+        return [store.keyword_pairs(conn, keyword_query(q), 50) for q in questions]
+
+
+def test_windows_kept_by_every_change_equal_windows_built_afresh(store):
+    with store.writer(META) as w:
+        put(w, "hr/leave.md", ["Annual vacation is thirty days.", "Unused leave expires.",
+                               "Sick days need a note."], kind="md")  # changed content
+        put(w, "hr/bonus.txt", ["A quarterly bonus is paid in April.", "Or in May."])
+        w.remove_file("fleet/cars.txt")
+        w.collect()
+        w.publish()
+    questions = ["vacation days", "leave expires", "bonus paid May", "automobile spring",
+                 "laptops replaced", "sick note days"]
+    kept = scores_of(store, questions)
+    assert store.fsck() == []
+    with store.writer(META) as w:
+        assert keywords.rebuild_windows(w.conn) == store.count_chunks()
+        w.publish()
+    again = scores_of(store, questions)
+    assert [dict(x) for x in again] == [pytest.approx(dict(x), rel=1e-12) for x in kept]
+    assert all(kept)  # every question matched something
+    assert search(store, "company car policy fuel", mode="bm25") == []  # deleted file
+
+
+def test_an_index_without_windows_is_searched_by_chunk_then_windowed(store):
+    with store.snapshot() as conn:  # as written by a ragpipe before keyword windows
+        conn.execute("DROP TABLE chunk_windows_fts")
+        conn.execute("DELETE FROM meta WHERE key = ?", (keywords.WINDOWS_KEY,))
+        assert keywords.ranking(conn)[0] == "chunks_fts"
+    assert [h.source for h in search(store, "vacation", mode="bm25", k=1)] == ["hr/leave.md"]
+    with store.writer(META) as w:  # the next writer windows it
+        w.publish()
+    with store.snapshot() as conn:
+        assert keywords.ranking(conn)[0] == "chunk_windows_fts"
+    assert [h.source for h in search(store, "vacation", mode="bm25", k=1)] == ["hr/leave.md"]
+    assert store.fsck() == []
+
+
+def test_fsck_finds_a_missing_window_and_repair_restores_it(store):
+    with store.snapshot() as conn:
+        cid, text = conn.execute("SELECT id, text FROM chunks WHERE text LIKE 'Laptops%'").fetchone()
+        conn.execute("INSERT INTO chunk_windows_fts(chunk_windows_fts, rowid, text, context) "
+                     "VALUES ('delete', ?, ?, '')", (cid, text))
+    assert search(store, "laptops", mode="bm25") == []
+    assert any("keyword windows: 1 chunks missing" in p for p in store.fsck())
+    with store.writer(META) as w:
+        w.repair(lambda texts: EMB.embed(texts))
+    assert store.fsck() == []
+    assert [h.source for h in search(store, "laptops", mode="bm25")] == ["it/laptops.txt"]
 
 
 def test_writing_an_index_drops_the_old_neighbour_keyword_table(store):

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import IndexCorrupt
+from . import keywords
 from .vectors import index_ids
 
 if TYPE_CHECKING:
@@ -21,10 +22,19 @@ def fsck(store: Store) -> list[str]:
     for (msg,) in conn.execute("PRAGMA integrity_check"):
         if msg != "ok":
             problems.append(f"sqlite: {msg}")
-    try:
-        conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
-    except sqlite3.DatabaseError as exc:
-        problems.append(f"keyword index: {exc}")
+    for table in ("chunks_fts", "chunk_windows_fts"):
+        try:
+            conn.execute(f"INSERT INTO {table}({table}) VALUES ('integrity-check')")
+        except sqlite3.DatabaseError as exc:
+            problems.append(f"keyword index {table}: {exc}")
+    if keywords.windows_current(conn):
+        windowed = {r[0] for r in conn.execute("SELECT id FROM chunk_windows_fts_docsize")}
+        chunk_ids = {r[0] for r in conn.execute("SELECT id FROM chunks")}
+        if windowed != chunk_ids:
+            problems.append(
+                f"keyword windows: {len(chunk_ids - windowed)} chunks missing, "
+                f"{len(windowed - chunk_ids)} without a chunk"
+            )
     meta = store.meta()
     dim = int(meta.get("dim", 0) or 0)
     bad = conn.execute(

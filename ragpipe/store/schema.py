@@ -10,11 +10,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from .keywords import WINDOWS_TABLE
+
 FORMAT_VERSION = 1
 DB_NAME = "index.sqlite"
 LOCK_NAME = "write.lock"
 
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS contents(
     sha256 TEXT PRIMARY KEY,
@@ -59,6 +61,10 @@ END;
 CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
     INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
 END;
+-- Each chunk's window (its own text and its neighbours', keywords.window_texts) for
+-- BM25 ranking. Contentless (content=''): it keeps only the inverted index, no text, so
+-- the writer adds and removes windows itself (keywords.add_windows, remove_windows).
+{WINDOWS_TABLE};
 -- Dropped: keyword indexes of each chunk with its neighbours' words (context_fts, later
 -- chunk_context_fts); an index made while they existed sheds them the next time it is written.
 DROP TRIGGER IF EXISTS chunks_ctx_ai;

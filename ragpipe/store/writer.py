@@ -18,6 +18,7 @@ import numpy as np
 
 from ..datatypes import Chunk
 from ..errors import IndexCorrupt, IndexMismatch
+from . import keywords
 from .schema import FORMAT_VERSION
 from .vectors import build_index, write_index
 
@@ -48,6 +49,12 @@ class Writer:
             if old.get(key) != value:
                 conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
                 self._changed = True
+        if old.get(keywords.WINDOWS_KEY) != keywords.WINDOWS:
+            # An index written before keyword windows (or with another recipe): index
+            # them now, published with this writer's changes (readers use chunks_fts
+            # until then).
+            keywords.rebuild_windows(conn)
+            self._changed = True
 
     def set_meta(self, values: dict[str, str]) -> None:
         """Record index-wide facts (e.g. the vector dimension) in this transaction."""
@@ -118,6 +125,7 @@ class Writer:
             )
             assert cur.lastrowid is not None
             self._added.append(cur.lastrowid)
+        keywords.add_windows(self.conn, sha256)
         self._changed = True
         crash_point("content")
 
@@ -139,6 +147,7 @@ class Writer:
     def _drop_content_chunks(self, sha256: str) -> None:
         ids = [r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE sha256 = ?", (sha256,))]
         if ids:
+            keywords.remove_windows(self.conn, sha256)
             self.conn.execute("DELETE FROM chunks WHERE sha256 = ?", (sha256,))
             self._removed.extend(ids)
 
@@ -203,6 +212,7 @@ class Writer:
         if n:
             done.append(f"{n} files without stored content will be re-read by the next sync")
         self.conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
+        keywords.rebuild_windows(self.conn)
         self._changed = True
         gen = self.publish(note="repair", rebuild=True)
         done.append(f"rebuilt the vector index from SQLite as generation {gen}")
