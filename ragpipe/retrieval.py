@@ -48,6 +48,7 @@ from .datatypes import Hit
 from .errors import ConfigError
 
 MODES = ("dense", "bm25", "hybrid")
+WINDOW_RADIUS = 1  # as store.keywords.window_texts: the chunks whose windows hold a chunk
 FUSIONS = ("convex", "rrf")
 
 # Lucene's English stopwords (the list bm25s uses for "en") ...
@@ -378,10 +379,20 @@ class Retriever:
                         "", flt.kinds, flt.modified_from, flt.modified_to, conn, flt.paths
                     )
                 dense = self.store.dense_pairs(conn, query, n, allowed)
+            bm25_of: dict[int, float] = {}
             if match:  # the filter becomes an SQL condition inside the FTS5 query
                 match = self._prune(conn, question, match)
                 cond = flt.sql() if flt is not None else None
-                keyword = self.store.keyword_pairs(conn, match, n, cond)
+                found = self.store.keyword_candidates(conn, match, n, cond)
+                if found:
+                    # Scored by their windows: these, the chunks next to them (found by
+                    # a word nearby), and the dense candidates (0 when no term matches).
+                    near = self.store.neighbour_ids(conn, found, WINDOW_RADIUS)
+                    ids = dict.fromkeys(
+                        [*found, *(o for c in found for _, o in near[c]), *(c for c, _ in dense)]
+                    )
+                    bm25_of = self.store.keyword_scores(conn, match, list(ids))
+                    keyword = sorted(bm25_of.items(), key=lambda x: (-x[1], x[0]))[:n]
             cosine: dict[int, float] = dict(dense)
             if mode == "dense":
                 ranked = dense
@@ -395,13 +406,8 @@ class Retriever:
                 if cfg.fusion == "rrf":
                     ranked = rrf([dense, keyword], cfg.rrf_k)
                 elif cfg.fusion == "convex":
-                    # Each candidate is scored by both: dense ones outside the keyword top
-                    # get their real BM25 (0 when no term matches), as keyword ones get
-                    # their real cosine.
-                    in_kw = {c for c, _ in keyword}
-                    outside = [c for c, _ in dense if c not in in_kw]
-                    bm25_of = self.store.keyword_scores(conn, match, outside) if (
-                        match and keyword) else {}
+                    # Each candidate is scored by both sides: its window's BM25 (above) and
+                    # its cosine.
                     ranked = convex(dense, keyword, cfg.keyword_weight, cosine, bm25_of)
                 else:
                     raise ConfigError(

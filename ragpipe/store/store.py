@@ -189,6 +189,16 @@ class Store:
         index = self._live_index(self.current_generation(conn))
         return vectors.search_index(index, query, k, allowed_ids, self.nprobe)
 
+    def keyword_candidates(
+        self,
+        conn: sqlite3.Connection,
+        match: str,
+        k: int,
+        where: tuple[str, list] | None = None,
+    ) -> list[int]:
+        """Ids of the ``k`` chunks whose own text ranks best (keywords.keyword_candidates)."""
+        return keywords.keyword_candidates(conn, match, k, where)
+
     def keyword_pairs(
         self,
         conn: sqlite3.Connection,
@@ -196,13 +206,13 @@ class Store:
         k: int,
         where: tuple[str, list] | None = None,
     ) -> list[tuple[int, float]]:
-        """(chunk id, BM25) of the ``k`` best FTS5 matches, best first (keywords.keyword_pairs)."""
+        """(chunk id, window BM25) of the ``k`` best windows, best first (keywords)."""
         return keywords.keyword_pairs(conn, match, k, where)
 
     def keyword_scores(
         self, conn: sqlite3.Connection, match: str, ids: Sequence[int]
     ) -> dict[int, float]:
-        """BM25 of those chunks of ``ids`` that ``match`` matches (keywords.keyword_scores)."""
+        """Window BM25 of those chunks of ``ids`` that ``match`` matches (keywords)."""
         return keywords.keyword_scores(conn, match, ids)
 
     def common_terms(
