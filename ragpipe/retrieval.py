@@ -60,7 +60,7 @@ LUCENE_STOPWORDS = frozenset(
 # few other function words. In a small folder their BM25 weight is far from zero: "Which
 # form do I use to claim travel expenses?" ranked a Q&A page full of "do I" above the
 # travel policy's "Claiming travel expenses" section. Dropping them gained SQuAD nDCG@10
-# 0.001-0.009 and changed SciFact (claims, not questions) by <= 0.002 (README).
+# 0.002-0.009 and changed SciFact (claims, not questions) by <= 0.002 (README).
 QUESTION_WORDS = frozenset(
     """i me my mine myself we us our ours ourselves you your yours yourself yourselves he him
     his himself she her hers herself its itself they them their theirs themselves what which

@@ -267,7 +267,8 @@ def test_an_index_without_windows_is_searched_by_chunk_then_windowed(store):
 
 def test_fsck_finds_a_missing_window_and_repair_restores_it(store):
     with store.snapshot() as conn:
-        cid, text = conn.execute("SELECT id, text FROM chunks WHERE text LIKE 'Laptops%'").fetchone()
+        cid, text = conn.execute(
+            "SELECT id, text FROM chunks WHERE text LIKE 'Laptops%'").fetchone()
         conn.execute("INSERT INTO chunk_windows_fts(chunk_windows_fts, rowid, text, context) "
                      "VALUES ('delete', ?, ?, '')", (cid, text))
     assert search(store, "laptops", mode="bm25") == []

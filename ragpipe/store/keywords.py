@@ -105,8 +105,7 @@ def windows_current(conn: sqlite3.Connection) -> bool:
 
 
 def ranking(conn: sqlite3.Connection) -> tuple[str, str]:
-    """(FTS5 table, its bm25() call) that keyword search ranks with: the windows when
-    current, else the chunks' own text."""
+    """(FTS5 table, its bm25() call) to rank with: the windows if current, else the chunks."""
     if windows_current(conn):
         return "chunk_windows_fts", f"bm25(chunk_windows_fts, 1.0, {NEIGHBOUR_WEIGHT})"
     return "chunks_fts", "bm25(chunks_fts)"

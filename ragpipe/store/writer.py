@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -52,7 +53,11 @@ class Writer:
         if old.get(keywords.WINDOWS_KEY) != keywords.WINDOWS:
             # An index written before keyword windows (or with another recipe): index
             # them now, published with this writer's changes (readers use chunks_fts
-            # until then).
+            # until then). About 1 s per 10,000 chunks, so a large index says so.
+            n = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+            if n >= 20_000:
+                print(f"ragpipe: adding keyword windows to index {store.path.name!r} "
+                      f"({n:,} chunks, once) ...", file=sys.stderr, flush=True)
             keywords.rebuild_windows(conn)
             self._changed = True
 
