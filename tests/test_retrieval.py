@@ -155,13 +155,17 @@ def test_convex_takes_real_keyword_scores_of_dense_candidates():
     assert max(fused, key=fused.__getitem__) == 2
 
 
-def test_hybrid_scores_dense_candidates_with_their_bm25(store):
+def test_keyword_candidates_come_from_own_text_and_scores_from_windows(store):
     with store.snapshot() as conn:
         ids = [cid for (cid,) in conn.execute("SELECT id FROM chunks ORDER BY id")]
-        scores = store.keyword_scores(conn, keyword_query("automobile"), ids)
-        top = store.keyword_pairs(conn, keyword_query("automobile"), len(ids))
-    assert scores == pytest.approx(dict(top))  # the same BM25, for exactly the matching ids
-    assert len(scores) < len(ids)
+        text = dict(conn.execute("SELECT id, text FROM chunks"))
+        found = store.keyword_candidates(conn, keyword_query("expires"), len(ids))
+        scores = store.keyword_scores(conn, keyword_query("expires"), ids)
+        assert store.keyword_scores(conn, keyword_query("expires"), found[:1]) == {
+            found[0]: scores[found[0]]}  # the same BM25 whatever else is asked for
+    assert [text[c] for c in found] == ["Unused leave expires in March."]
+    # its neighbours' windows hold the word too (at half weight: lower scores)
+    assert len(scores) == 3 and max(scores, key=scores.__getitem__) == found[0]
 
 
 def test_hybrid_finds_what_each_side_alone_misses(store):
@@ -227,7 +231,8 @@ def test_a_chunk_is_ranked_with_the_words_around_it(tmp_path):
 
 def scores_of(store, questions):
     with store.snapshot() as conn:
-        return [store.keyword_pairs(conn, keyword_query(q), 50) for q in questions]
+        ids = [cid for (cid,) in conn.execute("SELECT id FROM chunks")]
+        return [store.keyword_scores(conn, keyword_query(q), ids) for q in questions]
 
 
 def test_windows_kept_by_every_change_equal_windows_built_afresh(store):
@@ -246,7 +251,7 @@ def test_windows_kept_by_every_change_equal_windows_built_afresh(store):
         assert keywords.rebuild_windows(w.conn) == store.count_chunks()
         w.publish()
     again = scores_of(store, questions)
-    assert [dict(x) for x in again] == [pytest.approx(dict(x), rel=1e-12) for x in kept]
+    assert again == [pytest.approx(x, rel=1e-12) for x in kept]
     assert all(kept)  # every question matched something
     assert search(store, "company car policy fuel", mode="bm25") == []  # deleted file
 

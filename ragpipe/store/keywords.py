@@ -1,12 +1,14 @@
 """Keyword search in the index's FTS5 tables, inside a read snapshot.
 
-BM25 ranks each chunk by its *window*: the chunk's text joined with its
-neighbours' (one on each side, same document), kept in the contentless FTS5
-table ``chunk_windows_fts`` under the chunk's id. A term the chunk shares only
-with the sentences around it still counts, as it does for a reader. Measured
-with ``ragpipe eval retrieval`` (README: Retrieval quality), nDCG@10 from the
-chunk's own text to its window: SciFact train bm25 0.684 -> 0.705, hybrid
-0.738 -> 0.744; SQuAD v1.1 bm25 0.870 -> 0.875, hybrid 0.899 -> 0.901.
+BM25 ranks each chunk by its *window*: the chunk's own text and, at half
+weight (``NEIGHBOUR_WEIGHT``), its neighbours' (one on each side, same
+document), kept in the contentless FTS5 table ``chunk_windows_fts`` under the
+chunk's id. A term the chunk shares only with the sentences around it still
+counts, as it does for a reader. Measured with ``ragpipe eval retrieval``
+(README: Retrieval quality, with each step), nDCG@10 from the chunk's own text
+to its window, both with the question words as stopwords: SciFact train bm25
+0.686 -> 0.704, hybrid 0.738 -> 0.743; SQuAD v1.1 bm25 0.880 -> 0.883, hybrid
+0.901 -> 0.905.
 
 A caveat, and why it is acceptable: FTS5's IDF, log((N - n + 0.5) / (n + 0.5)),
 is ~0 for a term in half the rows or more, and a window holds a term about
@@ -122,42 +124,13 @@ def keyword_candidates(
     Search ranks by windows, but finds its keyword candidates here and scores them
     (and their neighbours) with ``keyword_scores``: ranking every matching window
     costs about 30 ms at 100,000 chunks, ranking chunks 13 ms and scoring a few
-    hundred windows 5 ms (README: Retrieval quality).
-    """
-    return [cid for cid, _ in _ranked(conn, "chunks_fts", "bm25(chunks_fts)", match, k, where)]
-
-
-def keyword_pairs(
-    conn: sqlite3.Connection,
-    match: str,
-    k: int,
-    where: tuple[str, list] | None = None,
-) -> list[tuple[int, float]]:
-    """(chunk id, BM25 of its window) of the ``k`` best windows for ``match``, best first.
-
-    Every matching window is ranked (exact, slower than search's candidates-then-scores).
-    """
-    t, bm25 = ranking(conn)
-    return _ranked(conn, t, bm25, match, k, where)
-
-
-def _ranked(
-    conn: sqlite3.Connection,
-    table: str,
-    bm25: str,
-    match: str,
-    k: int,
-    where: tuple[str, list] | None,
-) -> list[tuple[int, float]]:
-    """(rowid, score) of the ``k`` best rows of FTS5 ``table`` for ``match``, best first.
-
-    ``match`` is an FTS5 query expression (see retrieval.keyword_query);
-    ``where`` is a condition on ``files f`` from ``Store.filter_sql``.
-    FTS5's bm25() is negative (lower is better); it is returned negated.
+    hundred windows 5 ms (README: Retrieval quality). ``match`` is an FTS5 query
+    expression (see retrieval.keyword_query); ``where`` is a condition on
+    ``files f`` from ``Store.filter_sql``.
     """
     if not match or k <= 0:
         return []
-    sql = f"SELECT rowid, {bm25} AS s FROM {table} WHERE {table} MATCH ?"
+    sql = "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ?"
     args: list[Any] = [match]
     if where is not None:
         # "+rowid": without it SQLite hands the IN list to FTS5, which then runs the
@@ -172,13 +145,14 @@ def _ranked(
         rows = conn.execute(sql, [*args, k]).fetchall()
     except sqlite3.OperationalError:  # a query FTS5 cannot parse: no keyword matches
         return []
-    return [(int(r[0]), -float(r[1])) for r in rows]
+    return [int(r[0]) for r in rows]
 
 
 def keyword_scores(conn: sqlite3.Connection, match: str, ids: Sequence[int]) -> dict[int, float]:
-    """Window BM25 (negated, as keyword_pairs) of those chunks of ``ids`` that ``match`` matches.
+    """Window BM25 of those chunks of ``ids`` that ``match`` matches (higher is better).
 
-    Search scores all its candidates with it. "+rowid" makes SQLite run the MATCH
+    Search scores all its candidates with it; FTS5's bm25() is negative (lower is
+    better), so it is negated. "+rowid" makes SQLite run the MATCH
     once and filter its rows (about 5 ms for 200 ids at 100,000 chunks), instead
     of once per id.
     """

@@ -199,16 +199,6 @@ class Store:
         """Ids of the ``k`` chunks whose own text ranks best (keywords.keyword_candidates)."""
         return keywords.keyword_candidates(conn, match, k, where)
 
-    def keyword_pairs(
-        self,
-        conn: sqlite3.Connection,
-        match: str,
-        k: int,
-        where: tuple[str, list] | None = None,
-    ) -> list[tuple[int, float]]:
-        """(chunk id, window BM25) of the ``k`` best windows, best first (keywords)."""
-        return keywords.keyword_pairs(conn, match, k, where)
-
     def keyword_scores(
         self, conn: sqlite3.Connection, match: str, ids: Sequence[int]
     ) -> dict[int, float]:
