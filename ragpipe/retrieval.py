@@ -69,6 +69,7 @@ QUESTION_WORDS = frozenset(
     any all each every some other others own same""".split()
 )
 STOPWORDS = LUCENE_STOPWORDS | QUESTION_WORDS
+_OPERATORS = frozenset({"and", "or", "not"})
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -217,11 +218,20 @@ def _day_after(value: str) -> int:
 
 # ----- keyword queries ---------------------------------------------------------------------------
 def query_terms(question: str) -> list[str]:
-    """Lower-cased word tokens of ``question`` without stopwords, first occurrence order."""
+    """Lower-cased word tokens of ``question`` without stopwords, first occurrence order.
+
+    A stopword written in capitals is kept: "US", "IT", "WHO" and "NO" (nitric oxide)
+    are names there, not function words; but not AND, OR, NOT, which people type as
+    search operators. A question written all in capitals keeps them all, which
+    costs little.
+    """
     seen: dict[str, None] = {}
-    for t in _WORD.findall(question.lower()):
-        if t not in STOPWORDS and t not in seen:
-            seen[t] = None
+    for word in _WORD.findall(question):
+        t = word.lower()
+        name = len(word) > 1 and word.isupper() and t not in _OPERATORS
+        if t in seen or (t in STOPWORDS and not name):
+            continue
+        seen[t] = None
     return list(seen)
 
 

@@ -105,6 +105,9 @@ def test_query_terms_drop_stopwords_and_repeats():
     # A question's own function words are not search terms.
     assert query_terms("Which form do I use to claim travel expenses?") == [
         "form", "use", "claim", "travel", "expenses"]
+    # ... unless written in capitals, as names are
+    assert query_terms("Who funds the WHO in the US? Is IT told?") == [
+        "funds", "who", "us", "it", "told"]
 
 
 def test_keyword_query_quotes_every_term():
@@ -256,18 +259,58 @@ def test_windows_kept_by_every_change_equal_windows_built_afresh(store):
     assert search(store, "company car policy fuel", mode="bm25") == []  # deleted file
 
 
+def as_format_1(store, windows=False):
+    """Make ``store`` look written by a ragpipe of index format 1 (before windows)."""
+    with store.snapshot() as conn:
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'format_version'")
+        if not windows:
+            conn.execute("DROP TABLE chunk_windows_fts")
+            conn.execute("DELETE FROM meta WHERE key = ?", (keywords.WINDOWS_KEY,))
+
+
 def test_an_index_without_windows_is_searched_by_chunk_then_windowed(store):
-    with store.snapshot() as conn:  # as written by a ragpipe before keyword windows
-        conn.execute("DROP TABLE chunk_windows_fts")
-        conn.execute("DELETE FROM meta WHERE key = ?", (keywords.WINDOWS_KEY,))
+    as_format_1(store)
+    with store.snapshot() as conn:
         assert keywords.ranking(conn)[0] == "chunks_fts"
     assert [h.source for h in search(store, "vacation", mode="bm25", k=1)] == ["hr/leave.md"]
-    with store.writer(META) as w:  # the next writer windows it
+    assert store.fsck() == []  # nothing wrong: it has no windows yet
+    with store.writer(META) as w:  # the next writer windows it and marks the new format
         w.publish()
     with store.snapshot() as conn:
         assert keywords.ranking(conn)[0] == "chunk_windows_fts"
+    assert store.meta()["format_version"] == "2"
     assert [h.source for h in search(store, "vacation", mode="bm25", k=1)] == ["hr/leave.md"]
     assert store.fsck() == []
+
+
+def test_windows_left_stale_by_a_format_1_writer_are_found_and_rebuilt(store):
+    with store.snapshot() as conn:  # a chunk changed under its window, as a writer that
+        conn.execute(  # knows nothing of windows would leave it
+            "UPDATE chunks SET text = 'Laptops are returned after three years.' "
+            "WHERE text LIKE 'Laptops%'")
+        conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
+    problems = store.fsck()
+    assert any("stale" in p or "term counts" in p for p in problems), problems
+    as_format_1(store, windows=True)  # its windows are recorded as current ...
+    with store.writer(META) as w:  # ... but a format-1 index is re-windowed all the same
+        w.publish()
+    assert store.fsck() == []
+    assert [h.source for h in search(store, "returned", mode="bm25")] == ["it/laptops.txt"]
+
+
+def test_chunks_whose_content_row_is_lost_keep_their_windows_through_repair(store):
+    with store.snapshot() as conn:
+        sha = conn.execute("SELECT sha256 FROM files WHERE path = 'it/laptops.txt'").fetchone()[0]
+        conn.execute("DELETE FROM contents WHERE sha256 = ?", (sha,))
+    assert store.fsck()
+    with store.writer(META) as w:
+        w.repair(lambda texts: EMB.embed(texts))
+    assert store.fsck() == []
+    with store.writer(META) as w:  # the next sync reads the file again
+        put(w, "it/laptops.txt", ["Laptops are replaced every four years."])
+        w.publish()
+    assert store.fsck() == []
+    assert [h.source for h in search(store, "laptops", mode="bm25")] == ["it/laptops.txt"]
 
 
 def test_fsck_finds_a_missing_window_and_repair_restores_it(store):
@@ -277,7 +320,7 @@ def test_fsck_finds_a_missing_window_and_repair_restores_it(store):
         conn.execute("INSERT INTO chunk_windows_fts(chunk_windows_fts, rowid, text, context) "
                      "VALUES ('delete', ?, ?, '')", (cid, text))
     assert search(store, "laptops", mode="bm25") == []
-    assert any("keyword windows: 1 chunks missing" in p for p in store.fsck())
+    assert any("keyword windows: 1 missing, 0 without a chunk" in p for p in store.fsck())
     with store.writer(META) as w:
         w.repair(lambda texts: EMB.embed(texts))
     assert store.fsck() == []

@@ -22,19 +22,18 @@ def fsck(store: Store) -> list[str]:
     for (msg,) in conn.execute("PRAGMA integrity_check"):
         if msg != "ok":
             problems.append(f"sqlite: {msg}")
-    for table in ("chunks_fts", "chunk_windows_fts"):
+    tables = ["chunks_fts"]
+    if keywords.windows_current(conn) and conn.execute(  # none yet: an index from before them
+        "SELECT 1 FROM sqlite_master WHERE name = 'chunk_windows_fts'"
+    ).fetchone():
+        tables.append("chunk_windows_fts")
+    for table in tables:
         try:
             conn.execute(f"INSERT INTO {table}({table}) VALUES ('integrity-check')")
         except sqlite3.DatabaseError as exc:
             problems.append(f"keyword index {table}: {exc}")
-    if keywords.windows_current(conn):
-        windowed = {r[0] for r in conn.execute("SELECT id FROM chunk_windows_fts_docsize")}
-        chunk_ids = {r[0] for r in conn.execute("SELECT id FROM chunks")}
-        if windowed != chunk_ids:
-            problems.append(
-                f"keyword windows: {len(chunk_ids - windowed)} chunks missing, "
-                f"{len(windowed - chunk_ids)} without a chunk"
-            )
+    with store.snapshot() as snap:
+        problems += keywords.check_windows(snap)
     meta = store.meta()
     dim = int(meta.get("dim", 0) or 0)
     bad = conn.execute(

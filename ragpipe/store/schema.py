@@ -12,7 +12,11 @@ from pathlib import Path
 
 from .keywords import WINDOWS_TABLE
 
-FORMAT_VERSION = 1
+# 2: keyword windows, kept by the writer. A ragpipe that writes format 1 knows nothing of
+# them and would leave them stale, so it must refuse these indexes (its Writer does); this
+# one upgrades a format-1 index by building its windows (Writer.__init__).
+FORMAT_VERSION = 2
+UPGRADES_FROM = frozenset({"1"})
 DB_NAME = "index.sqlite"
 LOCK_NAME = "write.lock"
 

@@ -20,7 +20,7 @@ import numpy as np
 from ..datatypes import Chunk
 from ..errors import IndexCorrupt, IndexMismatch
 from . import keywords
-from .schema import FORMAT_VERSION
+from .schema import FORMAT_VERSION, UPGRADES_FROM
 from .vectors import build_index, write_index
 
 if TYPE_CHECKING:
@@ -40,7 +40,8 @@ class Writer:
         self._begin()
         old = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         want = {"format_version": str(FORMAT_VERSION), **meta}
-        if old.get("format_version", str(FORMAT_VERSION)) != str(FORMAT_VERSION):
+        fmt = old.get("format_version", str(FORMAT_VERSION))
+        if fmt != str(FORMAT_VERSION) and fmt not in UPGRADES_FROM:
             raise IndexMismatch(
                 f"index {store.path.name!r} has format {old['format_version']}, this ragpipe "
                 f"writes {FORMAT_VERSION}: build a new index"
@@ -50,7 +51,7 @@ class Writer:
             if old.get(key) != value:
                 conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
                 self._changed = True
-        if old.get(keywords.WINDOWS_KEY) != keywords.WINDOWS:
+        if old.get(keywords.WINDOWS_KEY) != keywords.WINDOWS or fmt != str(FORMAT_VERSION):
             # An index written before keyword windows (or with another recipe): index
             # them now, published with this writer's changes (readers use chunks_fts
             # until then). About 1 s per 10,000 chunks, so a large index says so.
