@@ -137,3 +137,17 @@ def test_dump_ignores_ids(tmp_path):
     (d1, v1), (d2, v2) = dump(s1), dump(s2)
     assert d1 == d2
     assert np.allclose(v1, v2)
+
+
+def test_an_index_of_an_unknown_format_is_refused_and_left_alone(tmp_path):
+    store = Store(tmp_path / "idx")
+    with store.writer(META) as w:
+        add(w, "a", ["one"])
+        w.publish()
+    assert store.meta()["format_version"] == "2"
+    with store.snapshot() as conn:  # as written by a later ragpipe
+        conn.execute("UPDATE meta SET value = '3' WHERE key = 'format_version'")
+    with pytest.raises(IndexMismatch, match="has format 3"):
+        with store.writer(META):
+            pass
+    assert store.meta()["format_version"] == "3" and store.count_chunks() == 1
