@@ -211,7 +211,8 @@ def bench_search(n: int, qs: list[str]) -> None:
     from types import SimpleNamespace
 
     from ragpipe.embedding import SentenceTransformerEmbedder
-    from ragpipe.retrieval import Retriever, embed_query, parse_where
+    from ragpipe.filters import parse_where
+    from ragpipe.retrieval import Retriever, embed_query
 
     emb = SentenceTransformerEmbedder("minilm")
     for q in qs[:60]:  # the first few dozen queries of a process are slower (warm-up)

@@ -141,8 +141,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_where(items: list[str]):  # noqa: ANN202 - a retrieval.Filter or None
-    from .retrieval import parse_where
+def _parse_where(items: list[str]):  # noqa: ANN202 - a filters.Filter or None
+    from .filters import parse_where
 
     return parse_where(items)
 

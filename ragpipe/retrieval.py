@@ -21,7 +21,7 @@ its stored vector. Guessing instead (the list's lowest score) cost 0.005
 nDCG@10 on SciFact. Convex fusion beat reciprocal rank fusion (``rrf``) by
 0.015 (SciFact) and 0.036 (SQuAD) nDCG@10: scores carry more than ranks here.
 
-Filters are applied inside both searches (an id selector in FAISS, an SQL
+Filters (filters.py) are applied inside both searches (an id selector in FAISS, an SQL
 condition in FTS5), so a filtered query returns k hits when k exist.
 
 Shaping: near-duplicate chunks (word-trigram Jaccard >= ``dedup``) collapse
@@ -37,15 +37,14 @@ import dataclasses
 import re
 import sys
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
 from .datatypes import Hit
 from .errors import ConfigError
+from .filters import Filter
 
 MODES = ("dense", "bm25", "hybrid")
 WINDOW_RADIUS = 1  # as store.keywords.window_texts: the chunks whose windows hold a chunk
@@ -85,135 +84,6 @@ class RetrievalConfig(Protocol):
     dedup: float
     neighbours: int
     min_score: float
-
-
-# ----- filters -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Filter:
-    """Which files a search may return.
-
-    Any of the path prefixes, any of the kinds, and a modification time in
-    [modified_from, modified_to) (nanoseconds since the epoch); empty parts match all.
-    """
-
-    paths: tuple[str, ...] = ()
-    kinds: tuple[str, ...] = ()
-    modified_from: int | None = None
-    modified_to: int | None = None
-
-    @property
-    def empty(self) -> bool:
-        """True when the filter lets everything through."""
-        return not (self.paths or self.kinds) and self.modified_from is None and (
-            self.modified_to is None
-        )
-
-    def sql(self) -> tuple[str, list]:
-        """SQL condition on ``files f`` (see Store.filter_sql)."""
-        from .store import Store
-
-        return Store.filter_sql(self.paths, self.kinds, self.modified_from, self.modified_to)
-
-    @classmethod
-    def of(cls, where: Filter | Mapping[str, Any] | None) -> Filter | None:
-        """A Filter from a Filter or a dict; None when nothing is filtered.
-
-        Dict keys: path/paths, type/kinds, modified_from/modified_to (ns, date or ISO text).
-        """
-        if where is None:
-            return None
-        if isinstance(where, Filter):
-            return None if where.empty else where
-        unknown = set(where) - {"path", "paths", "type", "kinds", "modified_from", "modified_to"}
-        if unknown:
-            raise ConfigError(f"unknown filter key(s): {', '.join(sorted(unknown))}")
-        paths = _strings(where.get("path")) + _strings(where.get("paths"))
-        kinds = _strings(where.get("type")) + _strings(where.get("kinds"))
-        f = cls(
-            tuple(p.lstrip("./") if p.startswith("./") else p for p in paths),
-            tuple(k.lower().lstrip(".") for k in kinds),
-            _to_ns(where.get("modified_from")),
-            _to_ns(where.get("modified_to")),
-        )
-        return None if f.empty else f
-
-
-def _strings(value: Any) -> list[str]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value if str(v)]
-
-
-def _to_ns(value: Any) -> int | None:
-    """Nanoseconds since the epoch from ns, a date/datetime, or ISO text (local time)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise ConfigError(f"not a date: {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1e9)
-    if isinstance(value, date):
-        return int(datetime(value.year, value.month, value.day).timestamp() * 1e9)
-    try:
-        dt = datetime.fromisoformat(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"not a date: {value!r} (use YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from None
-    return int(dt.timestamp() * 1e9)
-
-
-_WHERE = re.compile(r"^\s*(path|type|modified)\s*(>=|<=|=|>|<)\s*(.+?)\s*$")
-
-
-def parse_where(items: Iterable[str]) -> Filter | None:
-    """Parse ``--where`` items: path=PREFIX, type=pdf, modified>=2024-01-01, modified<DATE.
-
-    path and type may repeat (any of them matches); a date alone means its whole
-    day, so ``modified<=2024-03-31`` includes that day and ``modified=2024-03-31``
-    means that day only.
-    """
-    paths: list[str] = []
-    kinds: list[str] = []
-    lo: int | None = None
-    hi: int | None = None
-    for item in items:
-        m = _WHERE.match(item)
-        if not m:
-            raise ConfigError(
-                f"--where takes path=PREFIX, type=KIND or modified>=YYYY-MM-DD "
-                f"(also >, <, <=, =), not {item!r}"
-            )
-        key, op, value = m.groups()
-        if key in ("path", "type"):
-            if op != "=":
-                raise ConfigError(f"--where {key} takes '=', not {op!r}")
-            (paths if key == "path" else kinds).append(value)
-            continue
-        start = _to_ns(value)
-        assert start is not None
-        day_only = len(value) <= 10  # YYYY-MM-DD: the whole day
-        end = _day_after(value) if day_only else start + 1
-        if op == ">=":
-            lo = start if lo is None else max(lo, start)
-        elif op == ">":
-            lo = end if lo is None else max(lo, end)
-        elif op == "<":
-            hi = start if hi is None else min(hi, start)
-        elif op == "<=":
-            hi = end if hi is None else min(hi, end)
-        else:  # "="
-            lo = start if lo is None else max(lo, start)
-            hi = end if hi is None else min(hi, end)
-    return Filter.of({"paths": paths, "kinds": kinds, "modified_from": lo, "modified_to": hi})
-
-
-def _day_after(value: str) -> int:
-    d = date.fromisoformat(value.strip())
-    nxt = datetime(d.year, d.month, d.day).timestamp() + 86400
-    return int(datetime.fromtimestamp(nxt).replace(hour=0, minute=0).timestamp() * 1e9)
 
 
 # ----- keyword queries ---------------------------------------------------------------------------

@@ -12,13 +12,12 @@ import pytest
 
 from ragpipe.datatypes import Chunk, Hit, Outcome
 from ragpipe.errors import ConfigError
+from ragpipe.filters import Filter, parse_where
 from ragpipe.retrieval import (
-    Filter,
     Retriever,
     collapse_duplicates,
     convex,
     keyword_query,
-    parse_where,
     query_terms,
     rrf,
 )

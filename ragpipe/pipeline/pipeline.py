@@ -18,11 +18,12 @@ from .. import models
 from ..chunking import Chunker, chunk_settings_key
 from ..datatypes import Answer, Hit, SyncStats
 from ..embedding import Embedder, SentenceTransformerEmbedder
+from ..filters import Filter
 from ..followup import history_messages, standalone_query
 from ..generation import Generator, LlamaCppGenerator
 from ..ingest import READER_VERSION
 from ..prompts import FittedPrompt, fit_prompt
-from ..retrieval import Filter, Retriever
+from ..retrieval import Retriever
 from ..settings import Settings, load_settings
 from ..store import Store
 from .answer import AnswerStream
@@ -123,7 +124,7 @@ class Pipeline:
         """The ``k`` passages most relevant to ``question`` (see retrieval.py).
 
         ``where`` filters by path prefix, file type and modified date (a
-        retrieval.Filter or a dict with path/type/modified_from/modified_to);
+        filters.Filter or a dict with path/type/modified_from/modified_to);
         ``mode`` is dense, bm25 or hybrid (default: retrieval.mode);
         ``shape=False`` returns the raw ranking (no dedup, neighbours or floor).
         """
