@@ -145,9 +145,23 @@ def test_an_index_of_an_unknown_format_is_refused_and_left_alone(tmp_path):
         add(w, "a", ["one"])
         w.publish()
     assert store.meta()["format_version"] == "2"
-    with store.snapshot() as conn:  # as written by a later ragpipe
+    with store.snapshot() as conn:  # as written by a later ragpipe, with its own tables
         conn.execute("UPDATE meta SET value = '3' WHERE key = 'format_version'")
+        conn.execute("DROP TABLE chunk_windows_fts")
+        conn.execute("CREATE VIRTUAL TABLE chunk_context_fts USING fts5(text)")
+        tables = "SELECT name, sql FROM sqlite_master ORDER BY name"
+        before = conn.execute(tables).fetchall()
     with pytest.raises(IndexMismatch, match="has format 3"):
         with store.writer(META):
             pass
+    with store.snapshot() as conn:  # not even this version's schema was applied
+        assert conn.execute(tables).fetchall() == before
     assert store.meta()["format_version"] == "3" and store.count_chunks() == 1
+
+
+def test_a_writer_keeps_its_own_format_whatever_meta_it_is_given(tmp_path):
+    store = Store(tmp_path / "idx")
+    with store.writer({**META, "format_version": "1"}) as w:  # e.g. store.meta() of an old index
+        add(w, "a", ["one"])
+        w.publish()
+    assert store.meta()["format_version"] == "2"

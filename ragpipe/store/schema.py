@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from ..errors import IndexMismatch
 from .keywords import WINDOWS_TABLE
 
 # 2: keyword windows, kept by the writer. A ragpipe that writes format 1 knows nothing of
@@ -103,3 +104,20 @@ def connect(db: Path, readonly: bool = False) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous=FULL")
     return conn
 
+
+
+def check_format(conn: sqlite3.Connection, name: str) -> str:
+    """The index's format version; raises IndexMismatch for one this ragpipe cannot write.
+
+    Runs before SCHEMA, so a refused index is left exactly as it was.
+    """
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is None:
+        return str(FORMAT_VERSION)  # a new index
+    row = conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
+    fmt = row[0] if row else str(FORMAT_VERSION)
+    if fmt != str(FORMAT_VERSION) and fmt not in UPGRADES_FROM:
+        raise IndexMismatch(
+            f"index {name!r} has format {fmt}, this ragpipe writes {FORMAT_VERSION}: "
+            "build a new index"
+        )
+    return fmt

@@ -18,7 +18,7 @@ import numpy as np
 from ..datatypes import FileReport, Hit, Outcome
 from ..errors import IndexCorrupt, IndexLocked, IndexMismatch, IndexNotFound
 from . import check, keywords, vectors
-from .schema import DB_NAME, LOCK_NAME, SCHEMA, connect
+from .schema import DB_NAME, LOCK_NAME, SCHEMA, check_format, connect
 from .vectors import ANN_THRESHOLD
 from .writer import Writer
 
@@ -389,8 +389,9 @@ class Store:
             os.write(fd, f"pid {os.getpid()} ({command}, since {time.ctime()})".encode())
             conn = connect(self.db_path)
             try:
+                fmt = check_format(conn, self.path.name)
                 conn.executescript(SCHEMA)
-                w = Writer(self, conn, meta)
+                w = Writer(self, conn, meta, fmt)
                 yield w
                 w.rollback()  # anything not published is discarded
             finally:

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..datatypes import Chunk
-from ..errors import IndexCorrupt, IndexMismatch
+from ..errors import IndexCorrupt
 from . import keywords
-from .schema import FORMAT_VERSION, UPGRADES_FROM
+from .schema import FORMAT_VERSION
 from .vectors import build_index, write_index
 
 if TYPE_CHECKING:
@@ -30,7 +30,10 @@ if TYPE_CHECKING:
 class Writer:
     """Changes to an index, made visible together by ``publish``."""
 
-    def __init__(self, store: Store, conn: sqlite3.Connection, meta: dict[str, str]) -> None:
+    def __init__(
+        self, store: Store, conn: sqlite3.Connection, meta: dict[str, str], fmt: str
+    ) -> None:
+        """``fmt``: the index's format as found (schema.check_format, which refuses others)."""
         self.store = store
         self.conn = conn
         self._in_txn = False
@@ -39,13 +42,7 @@ class Writer:
         self._changed = False
         self._begin()
         old = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        want = {"format_version": str(FORMAT_VERSION), **meta}
-        fmt = old.get("format_version", str(FORMAT_VERSION))
-        if fmt != str(FORMAT_VERSION) and fmt not in UPGRADES_FROM:
-            raise IndexMismatch(
-                f"index {store.path.name!r} has format {old['format_version']}, this ragpipe "
-                f"writes {FORMAT_VERSION}: build a new index"
-            )
+        want = {**meta, "format_version": str(FORMAT_VERSION)}
         self.previous_meta = old
         for key, value in want.items():
             if old.get(key) != value:
