@@ -140,9 +140,11 @@ if question:
         try:
             with st.spinner("Searching…"):
                 stream = pipe.stream(question, history)
-            shown = st.empty()
-            with shown.container():
-                st.write_stream(iter(stream))
+            # Streamed as written too (st.write_stream would render it as Markdown).
+            shown, so_far = st.empty(), ""
+            for piece in stream:
+                so_far += piece
+                shown.markdown(literal(so_far) + " ▌")
             answer = stream.answer
             # The checked answer replaces the stream: it may differ (withheld, citations
             # removed), and text copied from a document is shown as written, not as Markdown.
