@@ -253,34 +253,18 @@ def _citation(
 
 
 # ----- the answerability signal ----------------------------------------------------------------
-def question_coverage(question: str, hits: Sequence[Hit]) -> float:
-    """Best share of the question's content words found in one passage.
-
-    SQuAD v2's unanswerable questions are mostly near-misses written against the same
-    paragraph: a swapped name or date, so one question word is missing from the text.
-    """
-    return max((coverage(question, h.text) for h in hits), default=0.0)
-
-
-def question_words(question: str) -> list[str]:
-    """The question's distinct content words, lower-cased, without a possessive 's."""
-    text = _CITE_MARK.sub(" ", question)
-    words = (w.lower() for w in _WORD.findall(text) if w.lower() not in STOPWORDS)
-    return list(dict.fromkeys(w[:-2] if w.endswith("'s") else w for w in words))
-
-
-def weighted_question_coverage(
-    question: str, hits: Sequence[Hit], chunk_counts: Mapping[str, int], n_chunks: int
+def question_coverage(
+    words: Sequence[str], hits: Sequence[Hit], chunk_counts: Mapping[str, int], n_chunks: int
 ) -> float:
-    """Best IDF-weighted share of the question's content words found in one passage.
+    """Best IDF-weighted share of the question's ``words`` found in one passage.
 
-    Each word weighs its inverse chunk frequency in the index, log(1 + (N - n + 0.5) /
-    (n + 0.5)), so a word found nowhere in the documents ("football" in an HR folder)
-    weighs most and a common one ("team") little. "Who is the CEO's favourite football
-    team?" covers 0.25 of its words in the best passage but 0.06 of their weight; SQuAD v2
-    answerable questions were all at 0.17 or more (README: Grounded answers).
+    ``words`` are the question's distinct content words (``content_words``). Each weighs
+    its inverse chunk frequency in the index, log(1 + (N - n + 0.5) / (n + 0.5)), so a
+    word found nowhere in the documents ("football" in an HR folder) weighs most and a
+    common one ("team") little. "Who is the CEO's favourite football team?" covers 0.25
+    of its words in the best passage but 0.06 of their weight; SQuAD v2 answerable
+    questions were all at 0.17 or more (README: Grounded answers). Without words: 1.
     """
-    words = question_words(question)
     if not words:
         return 1.0
     weight = {
@@ -291,7 +275,7 @@ def weighted_question_coverage(
     best = 0.0
     for h in hits:
         found = set(content_words(h.text))
-        best = max(best, sum(weight[w] for w in words if stem(w) in found) / total)
+        best = max(best, sum(weight[w] for w in words if w in found) / total)
     return best
 
 
@@ -317,14 +301,15 @@ class Calibration:
 # slice of SQuAD v2 dev half-a (seed 0, offset 200; the report uses offset 0), Qwen2.5-
 # Coder-0.5B. Of the signals measured there (AUC answerable vs unanswerable): the judge's
 # P("yes") 0.72, P("Not found") as first token 0.66 (inverted), first-token log-prob 0.60,
-# mean log-prob 0.58, retrieval score 0.57, question coverage 0.55. Combinations fitted
+# mean log-prob 0.58, retrieval score 0.57, question coverage (unweighted then) 0.55.
+# Combinations fitted
 # better in-sample but not in 2-fold cross-validation, so the judge alone decides; the
 # threshold maximizes balanced accuracy (README, Grounded answers). It answers when P(yes) >= 0.31.
 CALIBRATION = Calibration(bias=-3.6826, weights={"judge": 10.521}, threshold=0.4018)
 
 
 def signals_for(
-    question: str,
+    coverage: float,
     hits: Sequence[Hit],
     checked: Checked,
     logprobs: Sequence[float] = (),
@@ -334,7 +319,7 @@ def signals_for(
     """The named signals the calibration reads (all in ranges that suit a linear model)."""
     lp = [x for x in logprobs if not math.isnan(x)]
     out = {
-        "q_cover": question_coverage(question, hits),
+        "q_cover": coverage,  # question_coverage, as the relevance check measured it
         "support": checked.best_score,
         "cited": 1.0 if checked.citations else 0.0,
         "lp_mean": sum(lp) / len(lp) if lp else 0.0,

@@ -10,6 +10,7 @@ from ragpipe.generation import ThinkFilter, strip_think
 from ragpipe.grounding import (
     CALIBRATION,
     check_answer,
+    content_words,
     question_coverage,
     split_sentences,
     support_span,
@@ -128,28 +129,33 @@ def test_support_span_prefers_the_exact_phrase():
 
 def test_question_coverage_tells_absent_topics():
     hits = [page_hit(1, PAGE)]
-    assert question_coverage("Which form do I use for travel claims?", hits) >= 0.5
-    assert question_coverage("Who won the football world cup in 1998?", hits) == 0.0
+
+    def cover(q):
+        words = list(dict.fromkeys(content_words(q)))
+        return question_coverage(words, hits, {}, 100)  # every word equally rare
+
+    assert cover("Which form do I use for travel claims?") >= 0.5
+    assert cover("Who won the football world cup in 1998?") == 0.0
+    assert cover("Which of them?") == 1.0  # no content words: nothing to check
 
 
 def test_weighted_coverage_lets_rare_words_decide():
     import math
 
-    from ragpipe.grounding import question_words, weighted_question_coverage
-
-    assert question_words("Is the CEO's car a company car?") == ["ceo", "car", "company"]
+    assert content_words("Is the CEO's car a company car?") == ["ceo", "car", "company", "car"]
 
     hits = [page_hit(1, "The People team answers questions about leave.")]
     # 100 chunks: "team" is in 40 of them, "football" and "favourite" in none
     counts = {"team": 40, "football": 0, "favourite": 0}
     w = {t: math.log(1 + (100 - n + 0.5) / (n + 0.5)) for t, n in counts.items()}
-    got = weighted_question_coverage("Which football team is your favourite?", hits, counts, 100)
+    words = ["football", "team", "favourite"]
+    got = question_coverage(words, hits, counts, 100)
     assert got == pytest.approx(w["team"] / sum(w.values()))
-    assert got < 0.12 < question_coverage("Which football team is your favourite?", hits)
+    assert got < 0.12 < question_coverage(words, hits, {}, 100)  # unweighted: 1/3
     # a question whose words are all in the passage covers everything, however common
-    assert weighted_question_coverage("Which team answers leave questions?", hits,
-                                      {"team": 99, "answers": 5, "leave": 5,
-                                       "questions": 5}, 100) == pytest.approx(1.0)
+    assert question_coverage(["team", "answer", "leave", "question"], hits,
+                             {"team": 99, "answer": 5, "leave": 5, "question": 5},
+                             100) == pytest.approx(1.0)
 
 
 def test_calibration_is_monotone_in_evidence():
@@ -201,6 +207,33 @@ def test_reasoning_does_not_count_against_the_answer_and_never_shows(tmp_path, e
     assert ans.text.startswith("EUR 95 per day") or ans.withheld.startswith("EUR 95 per day")
     assert ans.answer_tokens == 5 and ans.think_tokens == 52
     assert ans.found and ans.citations[0].supported
+
+
+class UntouchableModel:
+    """A generator that fails if anything asks it for anything."""
+
+    name, n_ctx, temperature = "untouchable", 4096, 0.0
+
+    def __getattr__(self, attr):
+        raise AssertionError(f"the model was used ({attr}) for an irrelevant question")
+
+
+def test_an_irrelevant_question_is_answered_without_the_model(tmp_path, embedder):
+    from ragpipe.pipeline import Pipeline
+    from ragpipe.settings import load_settings
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "travel.txt").write_text(PAGE)
+    (docs / "security.txt").write_text(OTHER)
+    settings = load_settings(overrides={"paths.indexes": tmp_path / "idx"}, environ={})
+    pipe = Pipeline(settings, "t", embedder=embedder, generator=UntouchableModel())
+    pipe.ingest(docs)
+    stream = pipe.stream("Who is the favourite football player of the travel team?")
+    assert "".join(stream) == NOT_FOUND
+    ans = stream.answer
+    assert ans.abstain_reason == "not relevant" and ans.prompt_tokens == 0 and ans.hits
+    assert ans.signals["q_cover"] < settings.answer.min_question_coverage
 
 
 # ----- abstention with the real small model --------------------------------------------------

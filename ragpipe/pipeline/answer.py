@@ -4,7 +4,8 @@
     whole draft --check citations, support, confidence--> Answer (or the not-found sentence)
 
 It abstains before generating when there are no passages or they do not cover the
-question (``_abstain``), and after generating when the checks withhold the draft
+question (``_abstain``; Pipeline.stream measures the coverage before it loads the
+model), and after generating when the checks withhold the draft
 (``_finish``); see AnswerStream.
 """
 
@@ -21,9 +22,7 @@ from ..grounding import (
     SUPPORT_THRESHOLD,
     check_answer,
     complete_last_word,
-    question_words,
     signals_for,
-    weighted_question_coverage,
 )
 from ..prompts import (
     NOT_FOUND,
@@ -56,7 +55,12 @@ class AnswerStream:
         t0: float,
         query: str | None = None,
         also_retrieved: tuple[Hit, ...] = (),
+        coverage: float | None = None,
     ):
+        """``coverage``: the passages' question coverage, from Pipeline.stream.
+
+        Below ``answer.min_question_coverage`` the stream says "not found" at once.
+        """
         self.pipeline = pipeline
         self.question = question
         self.query = query or question
@@ -64,6 +68,7 @@ class AnswerStream:
         self.fitted = fitted
         self.hits = fitted.used
         self._t0 = t0
+        self.coverage = coverage
         self._answer: Answer | None = None
         self._report: dict[str, float] = {}  # what the generator measured (refusal_p)
 
@@ -74,15 +79,10 @@ class AnswerStream:
             self._abstain("no passages")
             yield NOT_FOUND
             return
-        words = question_words(self.query)
-        if a.check and words:
-            counts, n = self.pipeline.store.term_counts(words)
-            if weighted_question_coverage(self.query, self.hits, counts, n) < (
-                a.min_question_coverage
-            ):
-                self._abstain("not relevant")
-                yield NOT_FOUND
-                return
+        if self.coverage is not None and self.coverage < a.min_question_coverage:
+            self._abstain("not relevant")
+            yield NOT_FOUND
+            return
         gen = self.pipeline.generator
         visible_max = settings.llm.max_tokens
         # Reasoning may use the whole window; the visible answer stops at llm.max_tokens.
@@ -142,6 +142,7 @@ class AnswerStream:
             query=self.query,
             token_parts=dict(self.fitted.parts),
             also_retrieved=self.also_retrieved,
+            signals={} if self.coverage is None else {"q_cover": self.coverage},
         )
 
     def _finish(
@@ -187,7 +188,7 @@ class AnswerStream:
         if a.judge and yes_probability is not None and not refused:
             judge = yes_probability(judge_messages(self.fitted.messages))
         signals = signals_for(
-            self.query, self.hits, checked, logprobs, judge,
+            1.0 if self.coverage is None else self.coverage, self.hits, checked, logprobs, judge,
             self._report.get("refusal_p"),
         )
         # Without the signals it was fitted on (judge off, or a generator without it) the

@@ -21,6 +21,7 @@ from ..embedding import Embedder, SentenceTransformerEmbedder
 from ..filters import Filter
 from ..followup import history_messages, standalone_query
 from ..generation import Generator, LlamaCppGenerator
+from ..grounding import content_words, question_coverage
 from ..ingest import READER_VERSION
 from ..prompts import FittedPrompt, fit_prompt
 from ..retrieval import Retriever
@@ -170,8 +171,20 @@ class Pipeline:
             query = standalone_query(question, history, a.rewrite, gen)
         n = a.passages or self.settings.retrieval.top_k
         hits = self.search(query, k=max(n, self.settings.retrieval.top_k))
-        fitted = self.prepare(question, history, hits=hits[:n], query=query)
-        return AnswerStream(self, question, fitted, t0, query, tuple(hits[n:]))
+        passages, rest = tuple(hits[:n]), tuple(hits[n:])
+        coverage = self.question_coverage(query, passages) if a.check and passages else None
+        if coverage is not None and coverage < a.min_question_coverage:
+            # Not relevant: answered "not found" without loading the model for the prompt.
+            unasked = FittedPrompt([], passages, (), 0, 0)
+            return AnswerStream(self, question, unasked, t0, query, rest, coverage)
+        fitted = self.prepare(question, history, hits=passages, query=query)
+        return AnswerStream(self, question, fitted, t0, query, rest, coverage)
+
+    def question_coverage(self, question: str, passages: Sequence[Hit]) -> float:
+        """The best passage's share of the question's words, weighted by their rarity here."""
+        words = list(dict.fromkeys(content_words(question)))
+        counts, n = self.store.term_counts(words)
+        return question_coverage(words, passages, counts, n)
 
     def ask(self, question: str, history: Sequence[dict] = ()) -> Answer:
         """Answer ``question`` in one call (no streaming)."""

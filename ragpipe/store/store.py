@@ -215,8 +215,8 @@ class Store:
     def term_counts(self, terms: Sequence[str]) -> tuple[dict[str, int], int]:
         """Chunks holding each term (keywords.term_chunk_counts), and all chunks."""
         with self.snapshot() as conn:
-            n = int(conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
-            return keywords.term_chunk_counts(conn, list(terms)), n
+            gen = self.current_generation(conn)  # its vectors: one per chunk, as common_terms
+            return keywords.term_chunk_counts(conn, list(terms)), gen.vectors if gen else 0
 
     def vectors_for(self, conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """Stored vectors of the given chunk ids (those that exist)."""
