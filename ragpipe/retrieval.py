@@ -47,7 +47,6 @@ from .errors import ConfigError
 from .filters import Filter
 
 MODES = ("dense", "bm25", "hybrid")
-WINDOW_RADIUS = 1  # as store.keywords.window_texts: the chunks whose windows hold a chunk
 FUSIONS = ("convex", "rrf")
 
 # Lucene's English stopwords (the list bm25s uses for "en") ...
@@ -105,9 +104,14 @@ def query_terms(question: str) -> list[str]:
     return list(seen)
 
 
+def match_expression(terms: Sequence[str]) -> str:
+    """An FTS5 MATCH expression: ``terms``, each quoted (FTS5 syntax in them is inert), ORed."""
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
 def keyword_query(question: str) -> str:
-    """An FTS5 MATCH expression: the question's terms, each quoted, joined by OR."""
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in query_terms(question))
+    """The FTS5 MATCH expression for a question: its terms, each quoted, joined by OR."""
+    return match_expression(query_terms(question))
 
 
 # ----- fusion ------------------------------------------------------------------------------------
@@ -248,7 +252,7 @@ class Retriever:
         flt = Filter.of(where)
         n = max(cfg.candidates, k)
         query = embed_query(self.embedder, question) if mode != "bm25" else None
-        match = keyword_query(question) if mode != "dense" else ""
+        terms = query_terms(question) if mode != "dense" else []
         with self.store.snapshot() as conn:
             dense: list[tuple[int, float]] = []
             keyword: list[tuple[int, float]] = []
@@ -260,19 +264,13 @@ class Retriever:
                     )
                 dense = self.store.dense_pairs(conn, query, n, allowed)
             bm25_of: dict[int, float] = {}
-            if match:  # the filter becomes an SQL condition inside the FTS5 query
-                match = self._prune(conn, question, match)
+            if terms:  # the filter becomes an SQL condition inside the FTS5 query
+                match = match_expression(self._prune(conn, terms))
                 cond = flt.sql() if flt is not None else None
-                found = self.store.keyword_candidates(conn, match, n, cond)
-                if found:
-                    # Scored by their windows: these, the chunks next to them (found by
-                    # a word nearby), and the dense candidates (0 when no term matches).
-                    near = self.store.neighbour_ids(conn, found, WINDOW_RADIUS)
-                    ids = dict.fromkeys(
-                        [*found, *(o for c in found for _, o in near[c]), *(c for c, _ in dense)]
-                    )
-                    bm25_of = self.store.keyword_scores(conn, match, list(ids))
-                    keyword = sorted(bm25_of.items(), key=lambda x: (-x[1], x[0]))[:n]
+                # Window BM25 of the keyword candidates, their neighbours and the dense
+                # candidates (Store.keyword_search).
+                bm25_of = self.store.keyword_search(conn, match, n, cond, [c for c, _ in dense])
+                keyword = sorted(bm25_of.items(), key=lambda x: (-x[1], x[0]))[:n]
             cosine: dict[int, float] = dict(dense)
             if mode == "dense":
                 ranked = dense
@@ -305,23 +303,19 @@ class Retriever:
                 hits = self._with_neighbours(conn, hits, cfg.neighbours)
             return hits
 
-    def _prune(self, conn: Any, question: str, match: str) -> str:
-        """The keyword query without very common terms, for large indexes.
+    def _prune(self, conn: Any, terms: list[str]) -> list[str]:
+        """The keyword terms without very common ones, for large indexes.
 
         Past ``ann_threshold`` chunks, terms found in more than ``keyword_max_df`` of
-        them are left out: FTS5 must score every row a term matches, and such terms
-        weigh little in BM25.
+        them are left out (unless that leaves none): FTS5 must score every row a term
+        matches, and such terms weigh little in BM25.
         """
         max_df = getattr(self.config, "keyword_max_df", 1.0)
         gen = self.store.current_generation(conn)
         if max_df >= 1 or gen is None or gen.vectors < self.store.ann_threshold:
-            return match
-        terms = query_terms(question)
+            return terms
         common = self.store.common_terms(conn, terms, max_df)
-        kept = [t for t in terms if t not in common]
-        if not kept or not common:
-            return match
-        return " OR ".join('"' + t.replace('"', '""') + '"' for t in kept)
+        return [t for t in terms if t not in common] or terms
 
     def _with_neighbours(self, conn: Any, hits: list[Hit], n: int) -> list[Hit]:
         """Each hit with up to ``n`` adjacent chunks of its document around it (document order).

@@ -158,13 +158,17 @@ def test_convex_takes_real_keyword_scores_of_dense_candidates():
 
 
 def test_keyword_candidates_come_from_own_text_and_scores_from_windows(store):
+    match = keyword_query("expires")
     with store.snapshot() as conn:
         ids = [cid for (cid,) in conn.execute("SELECT id FROM chunks ORDER BY id")]
         text = dict(conn.execute("SELECT id, text FROM chunks"))
-        found = store.keyword_candidates(conn, keyword_query("expires"), len(ids))
-        scores = store.keyword_scores(conn, keyword_query("expires"), ids)
-        assert store.keyword_scores(conn, keyword_query("expires"), found[:1]) == {
+        found = [c for c, _ in keywords.keyword_candidates(conn, match, len(ids))]
+        scores = keywords.keyword_scores(conn, match, ids)
+        assert keywords.keyword_scores(conn, match, found[:1]) == {
             found[0]: scores[found[0]]}  # the same BM25 whatever else is asked for
+        # a search scores the candidate and its neighbours, whose windows hold the word
+        assert store.keyword_search(conn, match, 5) == scores
+        assert store.keyword_search(conn, keyword_query("zebra"), 5, also=ids) == {}
     assert [text[c] for c in found] == ["Unused leave expires in March."]
     # its neighbours' windows hold the word too (at half weight: lower scores)
     assert len(scores) == 3 and max(scores, key=scores.__getitem__) == found[0]
@@ -234,7 +238,7 @@ def test_a_chunk_is_ranked_with_the_words_around_it(tmp_path):
 def scores_of(store, questions):
     with store.snapshot() as conn:
         ids = [cid for (cid,) in conn.execute("SELECT id FROM chunks")]
-        return [store.keyword_scores(conn, keyword_query(q), ids) for q in questions]
+        return [keywords.keyword_scores(conn, keyword_query(q), ids) for q in questions]
 
 
 def test_windows_kept_by_every_change_equal_windows_built_afresh(store):
@@ -270,13 +274,13 @@ def as_format_1(store, windows=False):
 def test_an_index_without_windows_is_searched_by_chunk_then_windowed(store):
     as_format_1(store)
     with store.snapshot() as conn:
-        assert keywords.ranking(conn)[0] == "chunks_fts"
+        assert not keywords.windows_current(conn)
     assert [h.source for h in search(store, "vacation", mode="bm25", k=1)] == ["hr/leave.md"]
     assert store.fsck() == []  # nothing wrong: it has no windows yet
     with store.writer(META) as w:  # the next writer windows it and marks the new format
         w.publish()
     with store.snapshot() as conn:
-        assert keywords.ranking(conn)[0] == "chunk_windows_fts"
+        assert keywords.windows_current(conn)
     assert store.meta()["format_version"] == "2"
     assert [h.source for h in search(store, "vacation", mode="bm25", k=1)] == ["hr/leave.md"]
     assert store.fsck() == []

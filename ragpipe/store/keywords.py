@@ -27,7 +27,8 @@ inserted, ``remove_windows`` before they are deleted (FTS5 needs the exact
 text to delete it; a content's chunks never change, so it is rebuilt from them).
 ``WINDOWS`` names the window recipe, recorded in ``meta``; an index written
 before it, or with another recipe, is re-windowed by the next writer
-(``rebuild_windows``), and until then searches use ``chunks_fts``.
+(``rebuild_windows``), and until then searches use ``chunks_fts``
+(Store.keyword_search).
 
 ``chunks_fts`` is an external-content FTS5 table over ``chunks.text`` (porter
 stemming), kept by the triggers in schema.py. It still serves the term
@@ -41,124 +42,77 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-WINDOWS = "own+neighbours:1"  # the window recipe, recorded in meta (a change re-windows)
+RADIUS = 1  # neighbours on each side in a window
+WINDOWS = f"own+neighbours:{RADIUS}"  # the window recipe, recorded in meta (a change re-windows)
 WINDOWS_KEY = "keyword_windows"
 # Weight of the neighbours' column in bm25() (the chunk's own text weighs 1). Below 1, a
 # chunk with the query's terms ranks above its neighbours, which only see them nearby.
 NEIGHBOUR_WEIGHT = 0.5
-WINDOWS_TABLE = (
-    "CREATE VIRTUAL TABLE IF NOT EXISTS chunk_windows_fts USING fts5("
-    "text, context, content='', tokenize='porter unicode61')"
-)
+
+
+def windows_table(name: str = "chunk_windows_fts") -> str:
+    """The statement that creates a windows table called ``name``."""
+    return (
+        f"CREATE VIRTUAL TABLE {name} USING fts5("
+        "text, context, content='', tokenize='porter unicode61')"
+    )
 
 
 def window_texts(rows: Sequence[tuple[int, str]]) -> list[tuple[int, str, str]]:
     """(chunk id, own text, neighbours' text) for one content's (id, text) rows in order."""
     out = []
     for i, (cid, text) in enumerate(rows):
-        around = [t for _, t in rows[max(0, i - 1) : i]] + [t for _, t in rows[i + 1 : i + 2]]
-        out.append((cid, text, "\n".join(around)))
+        around = [*rows[max(0, i - RADIUS) : i], *rows[i + 1 : i + 1 + RADIUS]]
+        out.append((cid, text, "\n".join(t for _, t in around)))
     return out
 
 
-def _content_rows(conn: sqlite3.Connection, sha256: str) -> list[tuple[int, str]]:
+def content_chunks(conn: sqlite3.Connection, sha256: str) -> list[tuple[int, str]]:
+    """(chunk id, text) of one content, in order."""
     return conn.execute(
         "SELECT id, text FROM chunks WHERE sha256 = ? ORDER BY ordinal", (sha256,)
     ).fetchall()
 
 
-def add_windows(conn: sqlite3.Connection, sha256: str) -> None:
-    """Index the windows of one content's chunks (call after inserting them)."""
+def add_windows(
+    conn: sqlite3.Connection, rows: Sequence[tuple[int, str]], table: str = "chunk_windows_fts"
+) -> None:
+    """Index the windows of one content's chunks, ``content_chunks`` (after inserting them)."""
     conn.executemany(
-        "INSERT INTO chunk_windows_fts(rowid, text, context) VALUES (?, ?, ?)",
-        window_texts(_content_rows(conn, sha256)),
+        f"INSERT INTO {table}(rowid, text, context) VALUES (?, ?, ?)", window_texts(rows)
     )
 
 
-def remove_windows(conn: sqlite3.Connection, sha256: str) -> None:
-    """Remove the windows of one content's chunks (call before deleting them)."""
+def remove_windows(conn: sqlite3.Connection, rows: Sequence[tuple[int, str]]) -> None:
+    """Remove the windows of one content's chunks, ``content_chunks`` (before deleting them)."""
     conn.executemany(
         "INSERT INTO chunk_windows_fts(chunk_windows_fts, rowid, text, context) "
         "VALUES ('delete', ?, ?, ?)",
-        window_texts(_content_rows(conn, sha256)),
+        window_texts(rows),
     )
 
 
 def _fill(conn: sqlite3.Connection, table: str) -> int:
-    """Index every chunk's window into ``table``; returns the windows indexed."""
+    """Index every chunk's window into ``table``; returns the windows indexed.
+
+    It reads the chunks themselves, not ``contents``, so chunks whose content row
+    is missing (fsck reports them) still get the windows their deletion will remove.
+    """
     n = 0
     for (sha,) in conn.execute("SELECT DISTINCT sha256 FROM chunks").fetchall():
-        rows = _content_rows(conn, sha)
-        conn.executemany(
-            f"INSERT INTO {table}(rowid, text, context) VALUES (?, ?, ?)", window_texts(rows)
-        )
+        rows = content_chunks(conn, sha)
+        add_windows(conn, rows, table)
         n += len(rows)
     return n
 
 
 def rebuild_windows(conn: sqlite3.Connection) -> int:
-    """Re-create the windows table from the chunks and record the recipe; returns windows.
-
-    It reads the chunks themselves, not ``contents``, so chunks whose content row
-    is missing (fsck reports them) still get the windows their deletion will remove.
-    """
+    """(Re-)create the windows table from the chunks and record the recipe; returns windows."""
     conn.execute("DROP TABLE IF EXISTS chunk_windows_fts")
-    conn.execute(WINDOWS_TABLE)
+    conn.execute(windows_table())
     n = _fill(conn, "chunk_windows_fts")
     conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (WINDOWS_KEY, WINDOWS))
     return n
-
-
-def check_windows(conn: sqlite3.Connection) -> list[str]:
-    """Problems of the windows table: it must equal one built afresh from the chunks.
-
-    The windows are built again into a temporary table and compared with the live
-    one term by term (per column: rows and occurrences, via fts5vocab) and row by
-    row (each window's length), which catches a missing, extra or stale window.
-    About 1 s per 10,000 chunks. An index from before windows has none to check.
-    """
-    if not windows_current(conn):
-        return []
-    live = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE name = 'chunk_windows_fts'"
-    ).fetchone()
-    if live is None:
-        return ["keyword windows: recorded as built, but their table is missing"]
-    problems = []
-    fresh = WINDOWS_TABLE.replace("IF NOT EXISTS chunk_windows_fts", "temp.windows_check")
-    conn.execute("DROP TABLE IF EXISTS temp.windows_check")
-    conn.execute(fresh)
-    try:
-        _fill(conn, "temp.windows_check")
-        conn.execute(
-            "CREATE VIRTUAL TABLE temp.windows_live_v USING fts5vocab(main, chunk_windows_fts, col)"
-        )
-        conn.execute(
-            "CREATE VIRTUAL TABLE temp.windows_check_v USING fts5vocab(temp, windows_check, col)"
-        )
-        terms = conn.execute(
-            "SELECT count(*) FROM (SELECT * FROM temp.windows_live_v EXCEPT "
-            "SELECT * FROM temp.windows_check_v) UNION ALL SELECT count(*) FROM ("
-            "SELECT * FROM temp.windows_check_v EXCEPT SELECT * FROM temp.windows_live_v)"
-        ).fetchall()
-        live_ids = dict(conn.execute("SELECT id, sz FROM chunk_windows_fts_docsize").fetchall())
-        want = dict(conn.execute("SELECT id, sz FROM temp.windows_check_docsize").fetchall())
-    finally:
-        for t in ("windows_live_v", "windows_check_v", "windows_check"):
-            conn.execute(f"DROP TABLE IF EXISTS temp.{t}")
-    missing, extra = want.keys() - live_ids.keys(), live_ids.keys() - want.keys()
-    stale = sum(1 for i in want.keys() & live_ids.keys() if want[i] != live_ids[i])
-    if missing or extra or stale:
-        problems.append(
-            f"keyword windows: {len(missing)} missing, {len(extra)} without a chunk, "
-            f"{stale} stale"
-        )
-    if terms[0][0] or terms[1][0]:
-        problems.append(
-            f"keyword windows: term counts differ from the chunks' for "
-            f"{terms[0][0] + terms[1][0]} terms"
-        )
-    return problems
 
 
 def windows_current(conn: sqlite3.Connection) -> bool:
@@ -167,27 +121,73 @@ def windows_current(conn: sqlite3.Connection) -> bool:
     return row is not None and row[0] == WINDOWS
 
 
-def ranking(conn: sqlite3.Connection) -> tuple[str, str]:
-    """(FTS5 table, its bm25() call) to rank with: the windows if current, else the chunks."""
-    if windows_current(conn):
-        return "chunk_windows_fts", f"bm25(chunk_windows_fts, 1.0, {NEIGHBOUR_WEIGHT})"
-    return "chunks_fts", "bm25(chunks_fts)"
+def check_windows(conn: sqlite3.Connection) -> list[str]:
+    """Problems of the windows table: it must equal one built afresh from the chunks.
+
+    FTS5's integrity-check first; then the windows are built again into a temporary
+    table and compared with the live one term by term (per column: rows and
+    occurrences, via fts5vocab) and row by row (each window's length), which catches a
+    missing, extra or stale window. About 1 s per 10,000 chunks. An index from before
+    windows has none to check.
+    """
+    if not windows_current(conn):
+        return []
+    table = "SELECT 1 FROM sqlite_master WHERE name = 'chunk_windows_fts'"
+    if conn.execute(table).fetchone() is None:
+        return ["keyword windows: recorded as built, but their table is missing"]
+    try:
+        conn.execute("INSERT INTO chunk_windows_fts(chunk_windows_fts) VALUES ('integrity-check')")
+    except sqlite3.DatabaseError as exc:
+        return [f"keyword windows: {exc}"]
+    conn.execute("DROP TABLE IF EXISTS temp.windows_check")
+    conn.execute(windows_table("temp.windows_check"))
+    try:
+        _fill(conn, "temp.windows_check")
+        conn.execute(
+            "CREATE VIRTUAL TABLE temp.windows_live_v USING fts5vocab(main, chunk_windows_fts, col)"
+        )
+        conn.execute(
+            "CREATE VIRTUAL TABLE temp.windows_check_v USING fts5vocab(temp, windows_check, col)"
+        )
+        terms = sum(n for (n,) in conn.execute(
+            "SELECT count(*) FROM (SELECT * FROM temp.windows_live_v EXCEPT "
+            "SELECT * FROM temp.windows_check_v) UNION ALL SELECT count(*) FROM ("
+            "SELECT * FROM temp.windows_check_v EXCEPT SELECT * FROM temp.windows_live_v)"
+        ))
+        live = dict(conn.execute("SELECT id, sz FROM chunk_windows_fts_docsize").fetchall())
+        want = dict(conn.execute("SELECT id, sz FROM temp.windows_check_docsize").fetchall())
+    finally:
+        for t in ("windows_live_v", "windows_check_v", "windows_check"):
+            conn.execute(f"DROP TABLE IF EXISTS temp.{t}")
+    problems = []
+    missing, extra = want.keys() - live.keys(), live.keys() - want.keys()
+    stale = sum(1 for i in want.keys() & live.keys() if want[i] != live[i])
+    if missing or extra or stale:
+        problems.append(
+            f"keyword windows: {len(missing)} missing, {len(extra)} without a chunk, "
+            f"{stale} stale"
+        )
+    if terms:
+        problems.append(f"keyword windows: term counts differ from the chunks' for {terms} terms")
+    return problems
 
 
+# ----- searching ---------------------------------------------------------------------------------
 def keyword_candidates(
     conn: sqlite3.Connection,
     match: str,
     k: int,
     where: tuple[str, list] | None = None,
-) -> list[int]:
-    """Ids of the ``k`` chunks whose own text (``chunks_fts``) ranks best for ``match``.
+) -> list[tuple[int, float]]:
+    """(chunk id, BM25) of the ``k`` chunks whose own text (``chunks_fts``) ranks best.
 
     Search ranks by windows, but finds its keyword candidates here and scores them
     (and their neighbours) with ``keyword_scores``: ranking every matching window
     costs about 30 ms at 100,000 chunks, ranking chunks 13 ms and scoring a few
-    hundred windows 5 ms (README: Retrieval quality). ``match`` is an FTS5 query
-    expression (see retrieval.keyword_query); ``where`` is a condition on
-    ``files f`` from ``Store.filter_sql``.
+    hundred windows 5 ms (README: Retrieval quality). ``match`` is an
+    FTS5 expression (retrieval.match_expression); ``where`` is a condition on ``files f`` from
+    ``filters.Filter.sql``. FTS5's bm25() is negative (lower is better); it is
+    returned negated.
     """
     if not match or k <= 0:
         return []
@@ -206,21 +206,23 @@ def keyword_candidates(
         rows = conn.execute(sql, [*args, k]).fetchall()
     except sqlite3.OperationalError:  # a query FTS5 cannot parse: no keyword matches
         return []
-    return [int(r[0]) for r in rows]
+    return [(int(r[0]), -float(r[1])) for r in rows]
 
 
-def keyword_scores(conn: sqlite3.Connection, match: str, ids: Sequence[int]) -> dict[int, float]:
-    """Window BM25 of those chunks of ``ids`` that ``match`` matches (higher is better).
+def keyword_scores(
+    conn: sqlite3.Connection, match: str, ids: Sequence[int], windows: bool = True
+) -> dict[int, float]:
+    """BM25 of those chunks of ``ids`` that ``match`` matches (higher is better).
 
-    Search scores all its candidates with it; FTS5's bm25() is negative (lower is
-    better), so it is negated. "+rowid" makes SQLite run the MATCH
-    once and filter its rows (about 5 ms for 200 ids at 100,000 chunks), instead
-    of once per id.
+    Of their windows, or with ``windows=False`` of their own text. "+rowid" makes
+    SQLite run the MATCH once and filter its rows (about 5 ms for 200 ids at 100,000
+    chunks), instead of once per id.
     """
     if not match or not ids:
         return {}
     listed = ",".join(str(int(i)) for i in ids)  # integers, inline: no bound-variable limit
-    t, bm25 = ranking(conn)
+    t = "chunk_windows_fts" if windows else "chunks_fts"
+    bm25 = f"bm25({t}, 1.0, {NEIGHBOUR_WEIGHT})" if windows else f"bm25({t})"
     sql = f"SELECT rowid, {bm25} FROM {t} WHERE {t} MATCH ? AND +rowid IN ({listed})"
     try:
         rows = conn.execute(sql, [match]).fetchall()

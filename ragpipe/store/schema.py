@@ -11,7 +11,6 @@ import sqlite3
 from pathlib import Path
 
 from ..errors import IndexMismatch
-from .keywords import WINDOWS_TABLE
 
 # 2: keyword windows, kept by the writer. A ragpipe that writes format 1 knows nothing of
 # them and would leave them stale, so it must refuse these indexes (its Writer does); this
@@ -21,7 +20,7 @@ UPGRADES_FROM = frozenset({"1"})
 DB_NAME = "index.sqlite"
 LOCK_NAME = "write.lock"
 
-SCHEMA = f"""
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS contents(
     sha256 TEXT PRIMARY KEY,
@@ -66,10 +65,8 @@ END;
 CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
     INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
 END;
--- Each chunk's window (its own text and its neighbours', keywords.window_texts) for
--- BM25 ranking. Contentless (content=''): it keeps only the inverted index, no text, so
--- the writer adds and removes windows itself (keywords.add_windows, remove_windows).
-{WINDOWS_TABLE};
+-- chunk_windows_fts, each chunk's window for BM25 ranking, is created and filled by the
+-- writer (keywords.rebuild_windows): it is contentless, so no trigger can keep it.
 -- Dropped: keyword indexes of each chunk with its neighbours' words (context_fts, later
 -- chunk_context_fts); an index made while they existed sheds them the next time it is written.
 DROP TRIGGER IF EXISTS chunks_ctx_ai;

@@ -189,21 +189,33 @@ class Store:
         index = self._live_index(self.current_generation(conn))
         return vectors.search_index(index, query, k, allowed_ids, self.nprobe)
 
-    def keyword_candidates(
+    def keyword_search(
         self,
         conn: sqlite3.Connection,
         match: str,
         k: int,
         where: tuple[str, list] | None = None,
-    ) -> list[int]:
-        """Ids of the ``k`` chunks whose own text ranks best (keywords.keyword_candidates)."""
-        return keywords.keyword_candidates(conn, match, k, where)
-
-    def keyword_scores(
-        self, conn: sqlite3.Connection, match: str, ids: Sequence[int]
+        also: Sequence[int] = (),
     ) -> dict[int, float]:
-        """Window BM25 of those chunks of ``ids`` that ``match`` matches (keywords)."""
-        return keywords.keyword_scores(conn, match, ids)
+        """Keyword scores (BM25, higher is better) of a search's candidates.
+
+        The candidates are the ``k`` chunks whose own text ranks best (with ``where``),
+        the chunks next to them (their windows hold the same words) and ``also`` (the
+        dense candidates); each gets its window's BM25, or nothing when no term
+        matches. An index not yet windowed is scored by the chunks' own text.
+        """
+        found = keywords.keyword_candidates(conn, match, k, where)
+        if not found:
+            return {}
+        ids = [c for c, _ in found]
+        if not keywords.windows_current(conn):
+            own = dict(found)
+            own.update(keywords.keyword_scores(conn, match, [c for c in also if c not in own],
+                                               windows=False))
+            return own
+        near = self.neighbour_ids(conn, ids, keywords.RADIUS)
+        ids += [o for c in ids for _, o in near[c]]
+        return keywords.keyword_scores(conn, match, list(dict.fromkeys([*ids, *also])))
 
     def common_terms(
         self, conn: sqlite3.Connection, terms: Sequence[str], max_share: float

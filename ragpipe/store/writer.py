@@ -40,6 +40,7 @@ class Writer:
         self._added: list[int] = []
         self._removed: list[int] = []
         self._changed = False
+        self._windows_built = False  # built afresh by this writer (repair need not again)
         self._begin()
         old = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         want = {**meta, "format_version": str(FORMAT_VERSION)}
@@ -57,6 +58,7 @@ class Writer:
                 print(f"ragpipe: adding keyword windows to index {store.path.name!r} "
                       f"({n:,} chunks, once) ...", file=sys.stderr, flush=True)
             keywords.rebuild_windows(conn)
+            self._windows_built = True
             self._changed = True
 
     def set_meta(self, values: dict[str, str]) -> None:
@@ -128,15 +130,13 @@ class Writer:
             )
             assert cur.lastrowid is not None
             self._added.append(cur.lastrowid)
-        keywords.add_windows(self.conn, sha256)
+        keywords.add_windows(self.conn, keywords.content_chunks(self.conn, sha256))
         self._changed = True
         crash_point("content")
 
     def chunks_of(self, sha256: str) -> list[tuple[int, str]]:
         """(chunk id, text) of one content, in order."""
-        return self.conn.execute(
-            "SELECT id, text FROM chunks WHERE sha256 = ? ORDER BY ordinal", (sha256,)
-        ).fetchall()
+        return keywords.content_chunks(self.conn, sha256)
 
     def replace_vectors(self, sha256: str, embedder: str, ids: Sequence[int], vectors: np.ndarray):
         """Swap in new vectors for existing chunks (embedder change), keeping their text."""
@@ -148,11 +148,11 @@ class Writer:
         self._changed = True
 
     def _drop_content_chunks(self, sha256: str) -> None:
-        ids = [r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE sha256 = ?", (sha256,))]
-        if ids:
-            keywords.remove_windows(self.conn, sha256)
+        rows = keywords.content_chunks(self.conn, sha256)
+        if rows:
+            keywords.remove_windows(self.conn, rows)
             self.conn.execute("DELETE FROM chunks WHERE sha256 = ?", (sha256,))
-            self._removed.extend(ids)
+            self._removed.extend(cid for cid, _ in rows)
 
     def set_file(
         self,
@@ -215,7 +215,8 @@ class Writer:
         if n:
             done.append(f"{n} files without stored content will be re-read by the next sync")
         self.conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
-        keywords.rebuild_windows(self.conn)
+        if not self._windows_built:
+            keywords.rebuild_windows(self.conn)
         self._changed = True
         gen = self.publish(note="repair", rebuild=True)
         done.append(f"rebuilt the vector index from SQLite as generation {gen}")
