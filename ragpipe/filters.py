@@ -36,10 +36,29 @@ class Filter:
         )
 
     def sql(self) -> tuple[str, list]:
-        """SQL condition on ``files f`` (see Store.filter_sql)."""
-        from .store import Store
+        """An SQL condition on ``files f`` and its arguments.
 
-        return Store.filter_sql(self.paths, self.kinds, self.modified_from, self.modified_to)
+        Path starts with one of ``paths``, kind is one of ``kinds``, and
+        ``modified_from <= mtime_ns < modified_to``; empty parts are ignored.
+        """
+        conds: list[str] = []
+        args: list[Any] = []
+        prefixes = [p for p in self.paths if p]
+        if prefixes:
+            conds.append("(" + " OR ".join("(f.path >= ? AND f.path < ?)" for _ in prefixes) + ")")
+            for p in prefixes:
+                args += [p, p + "\U0010ffff"]
+        kinds = [k for k in self.kinds if k]
+        if kinds:
+            conds.append(f"f.kind IN ({','.join('?' * len(kinds))})")
+            args += kinds
+        if self.modified_from is not None:
+            conds.append("f.mtime_ns >= ?")
+            args.append(int(self.modified_from))
+        if self.modified_to is not None:
+            conds.append("f.mtime_ns < ?")
+            args.append(int(self.modified_to))
+        return (" AND ".join(conds) or "1"), args
 
     @classmethod
     def of(cls, where: Filter | Mapping[str, Any] | None) -> Filter | None:

@@ -256,17 +256,14 @@ class Retriever:
         with self.store.snapshot() as conn:
             dense: list[tuple[int, float]] = []
             keyword: list[tuple[int, float]] = []
+            cond = flt.sql() if flt is not None else None
             if query is not None:
-                allowed = None
-                if flt is not None:  # the filter becomes an id selector inside FAISS
-                    allowed = self.store.chunk_ids_where(
-                        "", flt.kinds, flt.modified_from, flt.modified_to, conn, flt.paths
-                    )
+                # the filter becomes an id selector inside FAISS
+                allowed = self.store.chunk_ids_where(cond, conn) if cond is not None else None
                 dense = self.store.dense_pairs(conn, query, n, allowed)
             bm25_of: dict[int, float] = {}
             if terms:  # the filter becomes an SQL condition inside the FTS5 query
                 match = match_expression(self._prune(conn, terms))
-                cond = flt.sql() if flt is not None else None
                 # Window BM25 of the keyword candidates, their neighbours and the dense
                 # candidates (Store.keyword_search).
                 bm25_of = self.store.keyword_search(conn, match, n, cond, [c for c, _ in dense])

@@ -7,6 +7,7 @@ import pytest
 
 from ragpipe.datatypes import Chunk, Outcome
 from ragpipe.errors import IndexCorrupt, IndexLocked, IndexMismatch
+from ragpipe.filters import Filter
 from ragpipe.store import Store, dump
 
 DIM = 8
@@ -80,7 +81,7 @@ def test_filter_returns_k_when_k_exist(tmp_path):
             folder = "pol" if i % 3 == 0 else "other"
             add(w, f"c{i}", [f"text {i}"], seed=i, path=f"{folder}/{i}.txt")
         w.publish()
-    allowed = store.chunk_ids_where(path_prefix="pol/")
+    allowed = store.chunk_ids_where(Filter(paths=("pol/",)).sql())
     hits = store.search(vec(1), k=5, allowed_ids=allowed)
     assert len(hits) == 5 and all(h.source.startswith("pol/") for h in hits)
 

@@ -7,7 +7,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,52 +294,15 @@ class Store:
             hits.append(Hit(cid, r[1], paths[0], r[2], r[3], r[4], score, r[5], tuple(paths[1:])))
         return hits
 
-    @staticmethod
-    def filter_sql(
-        paths: Sequence[str] = (),
-        kinds: Sequence[str] = (),
-        modified_from_ns: int | None = None,
-        modified_to_ns: int | None = None,
-    ) -> tuple[str, list]:
-        """A SQL condition on ``files f`` and its arguments.
-
-        Path starts with one of ``paths``, kind is one of ``kinds``, and
-        ``modified_from_ns <= mtime_ns < modified_to_ns``; empty parts are ignored.
-        """
-        conds: list[str] = []
-        args: list[Any] = []
-        prefixes = [p for p in paths if p]
-        if prefixes:
-            conds.append("(" + " OR ".join("(f.path >= ? AND f.path < ?)" for _ in prefixes) + ")")
-            for p in prefixes:
-                args += [p, p + "\U0010ffff"]
-        kinds = [k for k in kinds if k]
-        if kinds:
-            conds.append(f"f.kind IN ({','.join('?' * len(kinds))})")
-            args += list(kinds)
-        if modified_from_ns is not None:
-            conds.append("f.mtime_ns >= ?")
-            args.append(int(modified_from_ns))
-        if modified_to_ns is not None:
-            conds.append("f.mtime_ns < ?")
-            args.append(int(modified_to_ns))
-        return (" AND ".join(conds) or "1"), args
-
     def chunk_ids_where(
-        self,
-        path_prefix: str = "",
-        kinds: Iterable[str] = (),
-        modified_from_ns: int | None = None,
-        modified_to_ns: int | None = None,
-        conn: sqlite3.Connection | None = None,
-        paths: Sequence[str] = (),
+        self, where: tuple[str, list], conn: sqlite3.Connection | None = None
     ) -> list[int]:
-        """Ids of chunks of files matching the filter (see ``filter_sql``)."""
-        cond, args = self.filter_sql(
-            [path_prefix, *paths], list(kinds), modified_from_ns, modified_to_ns
+        """Ids of chunks of files matching ``where`` (a condition on ``files f``: Filter.sql)."""
+        sql = (
+            "SELECT DISTINCT c.id FROM chunks c JOIN files f ON f.sha256 = c.sha256 "
+            f"WHERE {where[0]}"
         )
-        sql = f"SELECT DISTINCT c.id FROM chunks c JOIN files f ON f.sha256 = c.sha256 WHERE {cond}"
-        return [r[0] for r in (conn or self._conn()).execute(sql, args)]
+        return [r[0] for r in (conn or self._conn()).execute(sql, where[1])]
 
     def files(self) -> list[FileReport]:
         """The recorded outcome of every file, by path."""
