@@ -358,7 +358,9 @@ def rescore(records: Sequence[dict[str, Any]], calibration: Any) -> dict[str, fl
     return summarize(out)
 
 
-FEATURES = ("refusal_p", "judge", "lp_mean", "lp_min", "lp_first", "retrieval", "support")
+# The signals a run records (grounding.signals_for), which --tune may fit on.
+FEATURES = ("judge", "refusal_p", "q_cover", "support", "cited", "lp_mean", "lp_min",
+            "lp_first", "answer_words", "retrieval")
 
 
 def cross_validate(records: Sequence[dict[str, Any]], features: Sequence[str]) -> dict:
@@ -366,9 +368,8 @@ def cross_validate(records: Sequence[dict[str, Any]], features: Sequence[str]) -
     folds = (list(records[::2]), list(records[1::2]))
     scores = [rescore(test, fit_calibration(train, features))
               for train, test in (folds, folds[::-1])]
-    return {k: round((a + b) / 2, 4) for k, a, b in
-            ((k, scores[0][k], scores[1][k]) for k in ("abstain_ok", "false_refusal",
-                                                        "contained", "f1"))}
+    keys = ("abstain_ok", "false_refusal", "contained", "f1")
+    return {k: round((scores[0][k] + scores[1][k]) / 2, 4) for k in keys}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -392,9 +393,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     run_ = json.loads(Path(args.tune or args.rescore).read_text(encoding="utf-8"))
     features = [f.strip() for f in args.features.split(",") if f.strip()]
+    unknown = [f for f in features if f not in FEATURES]
+    if unknown:
+        p.error(f"--features: unknown signal(s) {', '.join(unknown)} (of {', '.join(FEATURES)})")
     cal = fit_calibration(run_["records"], features) if args.tune else CALIBRATION
     print(cal)
-    print("in sample:", json.dumps(
+    print("in sample:" if args.tune else "current calibration:", json.dumps(
         {k: round(v, 4) for k, v in rescore(run_["records"], cal).items()}))
     if args.tune:
         print("2-fold cross-validation:", json.dumps(cross_validate(run_["records"], features)))

@@ -87,6 +87,9 @@ def test_calibration_is_fitted_on_a_run_and_rescores_it(tmp_path, capsys):
     assert main(["--tune", str(path)]) == 0
     out = capsys.readouterr().out
     assert "Calibration(" in out and "2-fold cross-validation" in out
+    with pytest.raises(SystemExit):  # a misspelt signal would fit a weight on nothing
+        main(["--tune", str(path), "--features", "jugde"])
+    assert "unknown signal(s) jugde" in capsys.readouterr().err
 
 
 def squad_excerpt(tmp_path, article: int, paragraphs: int):
