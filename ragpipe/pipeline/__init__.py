@@ -12,13 +12,8 @@ text, then the checks and abstention that make the Answer) and ``progress`` (the
 sync's progress callback and terminal bar).
 """
 
-import os
-
 from .answer import AnswerStream
 from .pipeline import Pipeline
 from .progress import Progress
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 __all__ = ["AnswerStream", "Pipeline", "Progress"]
