@@ -232,15 +232,7 @@ class Store:
 
     def vectors_for(self, conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """Stored vectors of the given chunk ids (those that exist)."""
-        out: dict[int, np.ndarray] = {}
-        for start in range(0, len(ids), 900):
-            part = list(ids[start : start + 900])
-            marks = ",".join("?" * len(part))
-            for cid, blob in conn.execute(
-                f"SELECT id, vector FROM chunks WHERE id IN ({marks})", part
-            ):
-                out[cid] = np.frombuffer(blob, dtype=np.float32)
-        return out
+        return vectors.vectors_by_id(conn, ids)
 
     def neighbour_ids(
         self, conn: sqlite3.Connection, ids: Sequence[int], n: int

@@ -130,21 +130,24 @@ def write_index(index: Any, folder: Path, name: str) -> str:
 
 
 # ----- building ----------------------------------------------------------------------------------
-def stored_vectors(conn: sqlite3.Connection, ids: Sequence[int]) -> np.ndarray:
-    """The vectors stored for chunk ``ids``, in that order (every id must exist)."""
-    dim = int(conn.execute("SELECT value FROM meta WHERE key='dim'").fetchone()[0])
-    out = np.zeros((len(ids), dim), dtype=np.float32)
+def vectors_by_id(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """The vectors stored for chunk ``ids`` (those that exist), read 900 ids at a time."""
+    out: dict[int, np.ndarray] = {}
     for start in range(0, len(ids), 900):
         part = list(ids[start : start + 900])
-        rows = dict(
-            conn.execute(
-                f"SELECT id, vector FROM chunks WHERE id IN ({','.join('?' * len(part))})",
-                part,
-            ).fetchall()
-        )
-        for j, cid in enumerate(part):
-            out[start + j] = np.frombuffer(rows[cid], dtype=np.float32)
+        marks = ",".join("?" * len(part))
+        for cid, blob in conn.execute(f"SELECT id, vector FROM chunks WHERE id IN ({marks})", part):
+            out[cid] = np.frombuffer(blob, dtype=np.float32)
     return out
+
+
+def stored_vectors(conn: sqlite3.Connection, ids: Sequence[int]) -> np.ndarray:
+    """The vectors stored for chunk ``ids``, in that order (every id must exist)."""
+    if not ids:
+        dim = int(conn.execute("SELECT value FROM meta WHERE key='dim'").fetchone()[0])
+        return np.zeros((0, dim), dtype=np.float32)
+    found = vectors_by_id(conn, ids)
+    return np.stack([found[i] for i in ids])
 
 
 def build_index(
