@@ -89,7 +89,7 @@ class AnswerSettings:
     min_confidence: float = -1.0  # answer when P(grounded) >= this; -1 = the calibrated default
     # Say "not found" without asking the model when no passage holds this share of the
     # question's content words, each weighted by its rarity in the index (grounding.
-    # weighted_question_coverage; 0.12: SQuAD v2 answerable questions were all at 0.17 or more).
+    # question_coverage; 0.12: SQuAD v2 answerable questions were all at 0.17 or more).
     min_question_coverage: float = 0.12
     rewrite: str = "heuristic"  # follow-ups made standalone: "heuristic", "model" or "off"
     history_turns: int = 2  # earlier question/answer pairs kept in the prompt
