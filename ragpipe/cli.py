@@ -58,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     ep = sub.add_parser("eval", help="measure retrieval or answers on a dataset")
     ep.add_argument("what", choices=["retrieval", "answers"])
     ep.add_argument("--dataset", type=Path, required=True,
-                    help="BEIR folder, SQuAD .json, or .jsonl/.csv of question -> expected source")
+                    help="BEIR folder, SQuAD .json, .jsonl/.csv of question -> expected source, "
+                         "or (answers) a workplace questions.jsonl with key_points")
     ep.add_argument("--split", default="test", help="BEIR qrels split (default: test)")
     ep.add_argument("--mode", default=None,
                     help="dense, bm25, hybrid, a comma list, or all (default: retrieval.mode)")
@@ -328,10 +329,12 @@ def cmd_models(args: argparse.Namespace) -> int:
                 state = str(path)
             except Exception as exc:  # noqa: BLE001 - shown to the user
                 state = f"not ready ({exc})"
-            print(f"{m.name:<14} {m.licence}\n  {state}")
+            also = f" (also: {', '.join(m.aliases)})" if m.aliases else ""
+            print(f"{m.name:<18} {m.licence}{also}\n  {state}")
         return 0
+    configured = models.known(settings.llm.model)
     wanted = list(models.KNOWN.values()) if args.all else [
-        m for m in models.KNOWN.values() if m.name in (settings.llm.model, "smollm2-135m")
+        m for m in models.KNOWN.values() if m in (configured, models.SMOLLM2)
     ]
     for m in wanted:
         path = models.prepare(m, settings.paths.models, progress=sys.stderr.isatty())
@@ -344,17 +347,23 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_answers(args: argparse.Namespace) -> int:
-    from . import eval_answers
+    from . import eval_answers, eval_workplace
 
     def progress(stage: str, done: int, total: int) -> None:
         if stage == "questions" and sys.stderr.isatty():
             print(f"\r{done}/{total}", end="\n" if done == total else "", file=sys.stderr,
                   flush=True)
 
-    result = eval_answers.run(
-        _settings(args), args.dataset, args.n, args.seed, args.offset, progress
-    )
-    print(eval_answers.format_report(result))
+    if eval_workplace.is_workplace_set(args.dataset):
+        result = eval_workplace.run(
+            _settings(args), args.dataset, args.index, args.limit, progress
+        )
+        print(eval_workplace.format_report(result))
+    else:
+        result = eval_answers.run(
+            _settings(args), args.dataset, args.n, args.seed, args.offset, progress
+        )
+        print(eval_answers.format_report(result))
     if args.json is not None:
         text = json.dumps(result, indent=1)
         if str(args.json) == "-":

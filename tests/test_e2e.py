@@ -103,7 +103,7 @@ def test_default_model_answers_with_a_citation_of_the_right_file(corpus_pipeline
     from ragpipe import models
     from ragpipe.generation import LlamaCppGenerator
 
-    path = models.resolve_gguf("qwen2.5-0.5b", ROOT / "models")
+    path = models.resolve_gguf("qwen2.5-coder-0.5b", ROOT / "models")
     pipe = Pipeline(corpus_pipeline.settings, "corpus", embedder=corpus_pipeline.embedder,
                     generator=LlamaCppGenerator(path, n_ctx=4096, threads=2))
     pipe.settings.llm.max_tokens = 96

@@ -26,7 +26,7 @@ from .text import clean_text, decode_text, read_csv, read_html, read_text
 __all__ = ["READER_VERSION", "READERS", "ReadOptions", "clean_text", "decode_text",
            "read_bytes", "read_document", "read_file_bytes"]
 
-READER_VERSION = 2  # bump when extraction output changes, so sync re-reads files
+READER_VERSION = 3  # bump when extraction output changes, so sync re-reads files
 
 READERS: dict[str, Reader] = {
     "pdf": read_pdf,

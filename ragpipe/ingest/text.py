@@ -11,6 +11,7 @@ import csv
 import io
 import re
 from collections.abc import Callable
+from typing import Any
 
 from ..datatypes import Outcome, Page
 from ..errors import ReadError
@@ -167,9 +168,51 @@ def html_to_text(html: str) -> str:
             or (tag.name == "input" and str(tag.get("type", "")).lower() == "hidden")
         ):
             tag.decompose()
+    _structure(soup)
     text = soup.get_text("\n")
     lines = [re.sub(r"[ \t\u00a0]+", " ", ln).strip() for ln in text.split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return _close_list_gaps(text)
+
+
+_ITEM_LINE = re.compile(r"^(?:- |\d{1,2}\. )")
+
+
+def _close_list_gaps(text: str) -> str:
+    """Drop the blank line between list items, and between a list and its "…:" lead-in."""
+    lines = text.split("\n")
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        if not line and out and i + 1 < len(lines) and _ITEM_LINE.match(lines[i + 1]):
+            prev = out[-1]
+            if prev.endswith(":") or (_ITEM_LINE.match(prev) and prev.startswith(lines[i + 1][:2])):
+                continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def _structure(soup: Any) -> None:
+    """Keep lists and tables readable once the tags are gone.
+
+    List items get a "- " (or "N. " in an ordered list) at the start of their line, and
+    each table becomes its rows, one per line, each value labelled with its column
+    (``render_rows``), as spreadsheets and Word tables are read: without this a table is
+    one cell per line and a row's values can no longer be told apart from the next row's.
+    """
+    for table in reversed(soup.find_all("table")):  # innermost first
+        rows = []
+        for tr in table.find_all("tr"):
+            if tr.find_parent("table") is not table:
+                continue
+            cells = tr.find_all(["td", "th"], recursive=False)
+            rows.append([c.get_text(" ", strip=True) for c in cells])
+        table.replace_with(soup.new_string(f"\n\n{render_rows(rows)}\n\n"))
+    for lst in soup.find_all(["ul", "ol"]):
+        ordered = lst.name == "ol"
+        items = [li for li in lst.find_all("li", recursive=False)]
+        for n, li in enumerate(items, start=1):
+            text = " ".join(li.get_text(" ", strip=True).split())
+            li.replace_with(soup.new_string(f"\n{n}. {text}\n" if ordered else f"\n- {text}\n"))
 
 
 def read_html(data: bytes, options: ReadOptions) -> Extracted:

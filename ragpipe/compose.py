@@ -1,0 +1,339 @@
+"""Answers composed from the documents' own sentences.
+
+Employees ask for lists, procedures, rules with their conditions and several things at
+once. A small model asked to write the answer drops items, loses qualifiers and numbers,
+or copies one phrase; asked to copy one phrase, it answers "8 days" to "how many days of
+annual leave do I get, and can I carry them over?". So the answer's body is *selected*,
+not written: the passages are split into units (sentences, list items with the line that
+introduces them, table rows with their header), each unit is scored against the question,
+and the best units are given back verbatim, in document order, with their citations:
+
+    passages --split--> units --score against the question--> selected units
+             --complete lists and tables--> answer text, one citation per passage
+
+A unit's score is the cosine of its embedding with the question's (the same embedder as
+retrieval), blended with the rarity-weighted share of the question's words it holds. The
+best unit anchors the answer; others join when they score close to it. A list or table
+is never cut: when its lead-in line or one of its items is chosen, the whole block comes
+with it (lists and procedures come back whole and in order). Every sentence of the result
+is verbatim in its passage, so the citation check finds its exact span.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .datatypes import Hit
+from .grounding import content_words
+
+# A list item: "- x", "* x", "• x", "1. x", "1) x", "a) x" (not a section number "1.1 x").
+_ITEM = re.compile(r"^(\s*)(?:[-*•–]|\d{1,2}[.)]|[a-z][.)])\s+(?=\S)")
+_SECTION_NO = re.compile(r"^\s*\d+(?:\.\d+)+\s")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
+_MD_HEADING = re.compile(r"^\s*#{1,6}\s")
+_UNDERLINE = re.compile(r"^\s*[-=]{3,}\s*$")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A piece of a passage that can stand in an answer: a sentence, list item or table row."""
+
+    passage: int  # index of the passage in the list given to ``split_units``
+    start: int  # offsets into the passage's text
+    end: int
+    # "sentence", "lead" (introduces a list), "item", "row", "header" (of a pipe table),
+    # "labels" (of a table whose rows name their columns)
+    kind: str
+    block: int = -1  # list or table it belongs to (its lead-in, items; header, rows)
+    context: str = ""  # the heading line above it in the passage, if any
+
+    def text(self, passages: Sequence[Hit]) -> str:
+        """The unit's text as it stands in its passage."""
+        return passages[self.passage].text[self.start : self.end]
+
+
+def _lines(text: str) -> list[tuple[int, int]]:
+    out, pos = [], 0
+    for line in text.split("\n"):
+        out.append((pos, pos + len(line)))
+        pos += len(line) + 1
+    return out
+
+
+def split_units(passages: Sequence[Hit]) -> list[Unit]:
+    """Every passage cut into sentences, list items and table rows, with their blocks.
+
+    Lines that carry on an item or a wrapped paragraph (plain text wraps at ~75
+    characters) are joined to it; headings and table rules are left out.
+    """
+    units: list[Unit] = []
+    block = 0
+    for p, hit in enumerate(passages):
+        text = hit.text
+        spans = _lines(text)
+        i = 0
+        list_block = -1  # the block of the list being read (-1: none)
+        table_block = -1
+        context = ""
+        while i < len(spans):
+            a, b = spans[i]
+            line = text[a:b]
+            if not line.strip() or _MD_HEADING.match(line) or _UNDERLINE.match(line):
+                if not line.strip() and list_block >= 0:
+                    # a blank line ends a list unless an item follows it
+                    nxt = next((text[x:y] for x, y in spans[i + 1 :] if text[x:y].strip()), "")
+                    if not _ITEM.match(nxt):
+                        list_block = -1
+                table_block = -1 if not line.strip() else table_block
+                i += 1
+                continue
+            nxt_line = text[spans[i + 1][0] : spans[i + 1][1]] if i + 1 < len(spans) else ""
+            labelled = table_block >= 0 and _LABELLED_ROW.match(line)
+            if line.lstrip().startswith("|") or labelled or (
+                " | " in line and _LABELLED_ROW.match(nxt_line)
+            ):
+                if _TABLE_RULE.match(line.replace("|", "", 1)):
+                    i += 1
+                    continue
+                # "labels": the header line of a table whose rows name their columns
+                kind = "row" if table_block >= 0 else (
+                    "header" if line.lstrip().startswith("|") else "labels"
+                )
+                if table_block < 0:
+                    block += 1
+                    table_block = block
+                units.append(Unit(p, a + _indent(line), b, kind, table_block, context))
+                i += 1
+                continue
+            table_block = -1
+            if _is_heading(line, nxt_line):
+                context = line.strip()
+                list_block = -1
+                i += 1
+                continue
+            m = _ITEM.match(line)
+            # how far the unit's own lines go: continuation lines are indented further
+            j = i + 1
+            base = len(m.group(1)) if m else _indent(line)
+            while j < len(spans):
+                nxt = text[spans[j][0] : spans[j][1]]
+                if (not nxt.strip() or _ITEM.match(nxt) or _SECTION_NO.match(nxt)
+                        or nxt.lstrip().startswith("|") or _MD_HEADING.match(nxt)
+                        or _UNDERLINE.match(nxt)):
+                    break
+                if m and _indent(nxt) <= base:
+                    break
+                j += 1
+            start, end = a + _indent(line), spans[j - 1][1]
+            if m:
+                if list_block < 0:
+                    block += 1
+                    list_block = block
+                units.append(Unit(p, start, end, "item", list_block, context))
+            else:
+                list_block = -1
+                para = text[start:end]
+                sentences = _sentences(para)
+                for k, (s, e) in enumerate(sentences):
+                    last = k == len(sentences) - 1
+                    if last and para[s:e].rstrip().endswith(":"):
+                        block += 1
+                        list_block = block
+                        units.append(
+                            Unit(p, start + s, start + e, "lead", list_block, context)
+                        )
+                    else:
+                        units.append(Unit(p, start + s, start + e, "sentence", -1, context))
+            i = j
+    return units
+
+
+# A row as ingest renders tables (ingest.text.render_rows): "Column: value; Column: value".
+_LABELLED_ROW = re.compile(r"^[^:;|]{1,60}: [^;]*(?:; [^:;|]{1,60}: |$)")
+
+
+def _is_heading(line: str, next_line: str) -> bool:
+    """A title line: short, no sentence end, standing alone (a blank line after it)."""
+    words = line.split()
+    if not words or len(words) > 10 or line.rstrip()[-1:] in ".:;!?,":
+        return False
+    return not next_line.strip() or bool(_UNDERLINE.match(next_line))
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _sentences(para: str) -> list[tuple[int, int]]:
+    out, pos = [], 0
+    for m in _SENTENCE.finditer(para):
+        if para[pos : m.start()].strip():
+            out.append((pos, m.start()))
+        pos = m.end()
+    if para[pos:].strip():
+        out.append((pos, len(para.rstrip())))
+    return out
+
+
+@dataclass(frozen=True)
+class Composition:
+    """The selected units and the answer text built from them."""
+
+    text: str
+    units: tuple[Unit, ...]
+    scores: tuple[float, ...]  # of the selected units, as scored
+    best: float  # the anchor unit's score (0 without units)
+    passages_used: tuple[int, ...]  # passage indexes cited, in the order they appear
+
+
+@dataclass(frozen=True)
+class ComposeConfig:
+    """How close to the best unit another must score to join, and how long answers get."""
+
+    margin: float = 0.12  # join when score >= best - margin
+    floor: float = 0.25  # and at least this
+    max_units: int = 5  # scored units chosen (list and table blocks complete them)
+    max_block_items: int = 12  # longest list or table given whole
+    lexical_weight: float = 0.35  # share of the rarity-weighted word overlap in a unit's score
+
+
+def score_units(
+    question: str,
+    passages: Sequence[Hit],
+    units: Sequence[Unit],
+    embed: Callable[[Sequence[str]], np.ndarray],
+    query_vector: np.ndarray,
+    word_weight: Mapping[str, float],
+    lexical_weight: float,
+) -> np.ndarray:
+    """Each unit's score: cosine with the question, blended with weighted word overlap.
+
+    A unit is embedded with its passage's heading and, for list items and table rows,
+    the line that introduces them, so "- gloves" is read as PPE one must wear.
+    """
+    if not units:
+        return np.zeros(0)
+    lead_of: dict[int, str] = {}
+    for u in units:
+        if u.kind in ("lead", "header", "labels") and u.block not in lead_of:
+            lead_of[u.block] = u.text(passages)
+    texts = []
+    for u in units:
+        t = u.text(passages)
+        if u.kind in ("item", "row") and u.block in lead_of:
+            t = f"{lead_of[u.block]} {t}"
+        heading = u.context or passages[u.passage].heading
+        texts.append(f"{heading}: {t}" if heading else t)
+    vectors = embed(texts)
+    cos = vectors @ query_vector
+    words = list(dict.fromkeys(content_words(question)))
+    total = sum(word_weight.get(w, 0.0) for w in words)
+    lex = np.zeros(len(units))
+    if total > 0:
+        for i, t in enumerate(texts):
+            have = set(content_words(t))
+            lex[i] = sum(word_weight.get(w, 0.0) for w in words if w in have) / total
+    return (1 - lexical_weight) * cos + lexical_weight * lex
+
+
+def idf_weights(words: Sequence[str], counts: Mapping[str, int], n: int) -> dict[str, float]:
+    """BM25-style inverse document frequency of each word over ``n`` chunks."""
+    return {w: math.log(1 + (n - counts.get(w, 0) + 0.5) / (counts.get(w, 0) + 0.5))
+            for w in words}
+
+
+def select(
+    units: Sequence[Unit], scores: np.ndarray, config: ComposeConfig
+) -> list[int]:
+    """Indexes of the units to answer with: the best, those close to it, whole blocks."""
+    if not len(units):
+        return []
+    order = [int(i) for i in np.argsort(-scores, kind="stable")]
+    best = float(scores[order[0]])
+    chosen: list[int] = []
+    for i in order:
+        if len(chosen) >= config.max_units:
+            break
+        if scores[i] < max(best - config.margin, config.floor) and chosen:
+            break
+        chosen.append(i)
+    out = set(chosen)
+    for i in chosen:
+        u = units[i]
+        if u.block < 0:
+            continue
+        members = [j for j, v in enumerate(units) if v.block == u.block]
+        if u.kind == "row":
+            # a row stands for itself; a pipe table's row needs its header to be read
+            out.update(j for j in members if units[j].kind == "header")
+        elif len(members) <= config.max_block_items + 1:
+            out.update(members)
+    return sorted(out)
+
+
+def render(passages: Sequence[Hit], units: Sequence[Unit], picked: Sequence[int],
+           scores: np.ndarray) -> tuple[str, tuple[int, ...]]:
+    """The answer text: per passage (best first), its units in document order, cited.
+
+    Sentences run on as prose; a list's lead-in ends its line and items follow as "- "
+    lines; table rows keep their header. Each passage's part ends with its marker [n].
+    """
+    by_passage: dict[int, list[int]] = {}
+    for i in picked:
+        by_passage.setdefault(units[i].passage, []).append(i)
+    ranked = sorted(by_passage, key=lambda p: -max(scores[i] for i in by_passage[p]))
+    parts = []
+    for p in ranked:
+        idx = sorted(by_passage[p], key=lambda i: units[i].start)
+        lines: list[str] = []
+        prose: list[str] = []
+        for i in idx:
+            u = units[i]
+            t = " ".join(u.text(passages).split())
+            if u.kind in ("item", "row", "header", "labels"):
+                if prose:
+                    lines.append(" ".join(prose))
+                    prose = []
+                if u.kind == "item":
+                    t = _ITEM.sub("", t, count=1)
+                    lines.append(f"- {t}")
+                else:
+                    lines.append(t)
+            elif u.kind == "lead":
+                prose.append(t)
+                lines.append(" ".join(prose))
+                prose = []
+            else:
+                prose.append(t)
+        if prose:
+            lines.append(" ".join(prose))
+        lines[-1] = f"{lines[-1]} [{p + 1}]"
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts), tuple(p for p in ranked)
+
+
+def compose(
+    question: str,
+    passages: Sequence[Hit],
+    embed: Callable[[Sequence[str]], np.ndarray],
+    query_vector: np.ndarray,
+    word_weight: Mapping[str, float],
+    config: ComposeConfig | None = None,
+) -> Composition:
+    """Select the passages' units that answer ``question`` and write them out, cited."""
+    config = config or ComposeConfig()
+    units = split_units(passages)
+    scores = score_units(question, passages, units, embed, query_vector, word_weight,
+                         config.lexical_weight)
+    picked = select(units, scores, config)
+    if not picked:
+        return Composition("", (), (), 0.0, ())
+    text, used = render(passages, units, picked, scores)
+    return Composition(text, tuple(units[i] for i in picked),
+                       tuple(float(scores[i]) for i in picked), float(scores.max()), used)
