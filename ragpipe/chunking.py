@@ -8,6 +8,11 @@ text repeats (tables, boilerplate), which silently breaks the guarantee that
 ``page.text[start:end] == chunk.text``. Working on spans makes offsets exact by
 construction, and every merged chunk is measured with the real tokenizer, so no
 chunk exceeds ``limit`` tokens and nothing is truncated at embedding time.
+
+Chunks are bounded in characters too (``CHARS_PER_TOKEN`` per token of ``size``):
+a tokenizer maps a long run it does not know (a base64 blob, a line of one repeated
+character) to a single unknown token, so a token bound alone would let one chunk
+hold a whole megabyte that the embedder sees as one token.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ TokenCounter = Callable[[str], int]
 
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.M)
 _SEPARATORS = ("\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", "")
+# Character bound of a chunk per token of its target size. Ordinary text runs at four
+# to five characters per token, so only text the tokenizer cannot split meets it.
+CHARS_PER_TOKEN = 8
 
 
 def heading_paths(text: str) -> list[tuple[int, str]]:
@@ -39,7 +47,9 @@ class Chunker:
     """Split documents into overlapping chunks of at most ``limit`` tokens.
 
     ``size`` and ``overlap`` are targets in tokens; ``limit`` is the hard
-    ceiling (the embedder's window minus its special tokens).
+    ceiling (the embedder's window minus its special tokens). No chunk is longer
+    than ``max_chars`` characters (``size * CHARS_PER_TOKEN``), nor an overlap
+    longer than ``overlap * CHARS_PER_TOKEN``.
     """
 
     def __init__(self, count_tokens: TokenCounter, size: int, overlap: int, limit: int) -> None:
@@ -47,12 +57,18 @@ class Chunker:
         self.limit = limit
         self.size = min(size, limit)
         self.overlap = min(overlap, self.size // 2)
+        self.max_chars = self.size * CHARS_PER_TOKEN
+        self.overlap_chars = self.overlap * CHARS_PER_TOKEN
+
+    def _fits(self, text: str, start: int, end: int) -> bool:
+        """True when text[start:end] is within both bounds (characters checked first: cheap)."""
+        return end - start <= self.max_chars and self.count(text[start:end]) <= self.size
 
     def _atoms(self, text: str, start: int, end: int, seps: Sequence[str]) -> list[tuple[int, int]]:
         """Cut [start, end) at the coarsest separator until every piece is within ``size``."""
         if end - start <= 0:
             return []
-        if self.count(text[start:end]) <= self.size:
+        if self._fits(text, start, end):
             return [(start, end)]
         for i, sep in enumerate(seps):
             if sep == "":
@@ -70,10 +86,10 @@ class Chunker:
         return self._char_atoms(text, start, end)
 
     def _char_atoms(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
-        """Last resort for a run with no separator: the longest prefixes within ``size``."""
+        """Last resort for a run with no separator: the longest prefixes within both bounds."""
         out = []
         while start < end:
-            lo, hi = start + 1, end
+            lo, hi = start + 1, min(end, start + self.max_chars)
             while lo < hi:
                 mid = (lo + hi + 1) // 2
                 if self.count(text[start:mid]) <= self.size:
@@ -91,7 +107,7 @@ class Chunker:
         i = 0
         while i < len(atoms):
             j = i + 1  # atoms[i:j] form the chunk; grow while it fits
-            while j < len(atoms) and self.count(text[atoms[i][0] : atoms[j][1]]) <= self.size:
+            while j < len(atoms) and self._fits(text, atoms[i][0], atoms[j][1]):
                 j += 1
             s, e = _strip_span(text, atoms[i][0], atoms[j - 1][1])
             if s < e:
@@ -100,7 +116,11 @@ class Chunker:
                 break
             # Start the next chunk with trailing atoms of this one, up to ``overlap`` tokens.
             k = j
-            while k - 1 > i and self.count(text[atoms[k - 1][0] : atoms[j - 1][1]]) <= self.overlap:
+            while (
+                k - 1 > i
+                and atoms[j - 1][1] - atoms[k - 1][0] <= self.overlap_chars
+                and self.count(text[atoms[k - 1][0] : atoms[j - 1][1]]) <= self.overlap
+            ):
                 k -= 1
             i = k
         return spans
@@ -136,7 +156,7 @@ def chunk_settings_key(size: int, overlap: int, window: int | str) -> str:
     The embedder is deliberately not part of it: a new embedder re-embeds the stored chunk
     text (re-reading only files with a chunk over the new model's window).
     """
-    return f"v2:size={size}:overlap={overlap}:window={window}"
+    return f"v3:size={size}:overlap={overlap}:window={window}"  # v3: the character bound
 
 
 def texts_for_embedding(chunks: Sequence[Chunk]) -> list[str]:

@@ -27,11 +27,21 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--index", default="default", help="index name (default: default)")
         return sp
 
+    def with_sync_guards(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--allow-deletes", action="store_true",
+                        help="delete even when the sync would remove all files of the index, "
+                             "or more than ingest.max_delete_share of them")
+        sp.add_argument("--rebase", action="store_true",
+                        help="re-point the index at FOLDER when its folder was moved or "
+                             "renamed (files with the same paths and content are kept)")
+
     sp = with_index(sub.add_parser("ingest", help="index a folder (a first sync)"))
     sp.add_argument("folder", type=Path)
+    with_sync_guards(sp)
     sp = with_index(sub.add_parser("sync", help="bring an index in line with its folder"))
     sp.add_argument("folder", type=Path, nargs="?", help="default: the folder last synced")
     sp.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
+    with_sync_guards(sp)
 
     sp = with_index(sub.add_parser("search", help="show the passages that match a question"))
     sp.add_argument("question")
@@ -127,19 +137,24 @@ def _print_stats(stats, out=None) -> None:  # noqa: ANN001
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     pipe = _pipeline(args)
-    stats = pipe.sync(args.folder, command=args.command)
+    stats = pipe.sync(args.folder, command=args.command, allow_deletes=args.allow_deletes,
+                      rebase=args.rebase)
     _print_stats(stats)
     return 0
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    """Sync; a dry run that the real sync would refuse prints why and exits 1."""
     pipe = _pipeline(args)
     folder = args.folder
     if folder is None:
         folder = Path(pipe.store.meta().get("root", ""))
-    stats = pipe.sync(folder, dry_run=args.dry_run, command="sync")
+    stats = pipe.sync(folder, dry_run=args.dry_run, command="sync",
+                      allow_deletes=args.allow_deletes, rebase=args.rebase)
     _print_stats(stats)
-    return 0
+    for why in stats.refused:
+        print(f"ragpipe: warning: a sync would stop: {why}", file=sys.stderr)
+    return 1 if stats.refused else 0
 
 
 def _parse_where(items: list[str]):  # noqa: ANN202 - a filters.Filter or None

@@ -192,6 +192,7 @@ class SyncStats:
     chunks_removed: int = 0
     generation: int = 0
     dry_run: bool = False
+    refused: tuple[str, ...] = ()  # dry run: why the real sync would stop before writing
 
     @property
     def wrote(self) -> bool:

@@ -23,6 +23,18 @@ class IndexLocked(RagpipeError):
     """Another process is writing to the index."""
 
 
+class SyncRefused(RagpipeError):
+    """A sync stopped before writing anything: it would change more than was asked for."""
+
+
+class RootMismatch(SyncRefused):
+    """The folder given is not the one the index holds (``--rebase`` re-points it)."""
+
+
+class MassDelete(SyncRefused):
+    """The sync would delete too much of the index at once (``--allow-deletes`` proceeds)."""
+
+
 class ModelNotFound(RagpipeError):
     """A model file or folder is missing, incomplete or corrupt."""
 

@@ -106,6 +106,9 @@ class IngestSettings:
     memory_mb: int = 2048  # address-space cap of each reader process
     ocr: bool = True  # OCR scanned PDF pages when the tesseract binary is installed
     ocr_lang: str = "eng"  # Tesseract language(s), e.g. "eng+deu"
+    # A sync that would delete more than this share of an index's files stops unless
+    # deletes are allowed (pipeline/sync.py: an unmounted share looks like an empty folder).
+    max_delete_share: float = 0.5
 
 
 @dataclass
@@ -220,6 +223,8 @@ def load_settings(
             setattr(settings.paths, name, base / p)
     if settings.chunking.overlap >= settings.chunking.size:
         raise ConfigError("chunking.overlap must be smaller than chunking.size")
+    if not 0.0 <= settings.ingest.max_delete_share <= 1.0:
+        raise ConfigError("ingest.max_delete_share must be between 0 and 1, e.g. 0.5")
     if settings.retrieval.top_k < 1:
         raise ConfigError("retrieval.top_k must be at least 1")
     return settings

@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from ragpipe.chunking import Chunker, heading_paths
+from ragpipe.chunking import CHARS_PER_TOKEN, Chunker, heading_paths
 from ragpipe.datatypes import Document, Page
 
 
@@ -53,6 +53,19 @@ def test_one_huge_word_is_cut_to_the_limit():
     assert covered == set(range(len(text)))
 
 
+def test_a_run_the_tokenizer_sees_as_one_token_is_cut_by_characters():
+    # One "word" of 100,000 characters: a single token for this tokenizer (and an [UNK]
+    # for MiniLM's), so only the character bound can cut it.
+    text = "intro line\n" + "x" * 100_000 + "\ntail words here"
+    chunker = make(size=20, overlap=5, limit=24)
+    doc = Document("blob.txt", (Page(None, text),), "txt")
+    chunks = chunker.split(doc)
+    assert max(len(c.text) for c in chunks) == chunker.max_chars == 20 * CHARS_PER_TOKEN
+    assert all(text[c.start : c.end] == c.text for c in chunks)
+    assert sum(c.text.count("x") for c in chunks) == 100_000  # all of it, no overlap repeats
+    assert chunks[-1].text.endswith("tail words here")
+
+
 def test_markdown_heading_path():
     text = ("# Guide\n\nintro\n\n## Week one\n\nday one\n\n### Monday\n\nlaptop\n\n"
             "## Week two\n\nmore")
@@ -62,6 +75,16 @@ def test_markdown_heading_path():
     chunks = Chunker(words, 4, 1, 6).split(doc)
     laptop = next(c for c in chunks if "laptop" in c.text)
     assert laptop.heading == "Guide > Week one > Monday"
+
+
+def test_real_tokenizer_one_mebibyte_line(embedder):
+    text = "A" * (1 << 20)  # one [UNK] token for MiniLM
+    assert embedder.count_tokens(text) <= 3
+    chunker = Chunker(embedder.count_tokens, 200, 30, embedder.max_tokens)
+    spans = chunker.split_text(text)
+    assert max(e - s for s, e in spans) <= 200 * CHARS_PER_TOKEN
+    assert spans[0][0] == 0 and spans[-1][1] == len(text)
+    assert all(s2 <= e1 for (_, e1), (s2, _) in zip(spans, spans[1:], strict=False))
 
 
 def test_real_tokenizer_never_exceeds_window(embedder):
@@ -90,6 +113,7 @@ def test_chunking_properties(text):
         piece = text[s:e]
         assert piece.strip(), "empty chunk"
         assert words(piece) <= limit
+        assert len(piece) <= chunker.max_chars
         for i in range(s, e):
             covered[i] = True
     for i, ch in enumerate(text):

@@ -62,13 +62,22 @@ def test_symlink_loops_terminate(tmp_path):
         assert found[loop].symlink_escape and found[loop].reason == "symlink loop"
 
 
-def test_root_given_as_a_file_or_a_symlinked_folder(tmp_path):
+def test_root_given_as_a_symlinked_folder(tmp_path):
+    # A file given as the root is refused by sync (tests/test_sync_safety.py), not walked.
     (tmp_path / "real").mkdir()
     (tmp_path / "real" / "x.txt").write_text("x")
     os.symlink(tmp_path / "real", tmp_path / "alias")
     assert set(rels(tmp_path / "alias")) == {"x.txt"}
     assert not rels(tmp_path / "alias")["x.txt"].symlink_escape
-    assert set(rels(tmp_path / "real" / "x.txt")) == {"x.txt"}
+
+
+def test_special_files_are_yielded_for_the_report_not_opened(tmp_path):
+    (tmp_path / "a.txt").write_text("a")
+    os.mkfifo(tmp_path / "fifo")  # opening it would block the walk
+    os.symlink("fifo", tmp_path / "link_to_fifo")
+    found = rels(tmp_path)
+    assert found["fifo"].special == found["link_to_fifo"].special == "named pipe"
+    assert found["a.txt"].special == ""
 
 
 def test_unfollowable_links_say_why(tmp_path):

@@ -29,6 +29,9 @@ def body(n: int) -> str:
 
 
 class FolderSync(RuleBasedStateMachine):
+    # Syncs here may delete every file (a few at most): the mass-delete check is allowed
+    # past, as the command line's --allow-deletes does; tests/test_sync_safety.py tests it.
+
     @initialize()
     def setup(self):
         self.tmp = Path(tempfile.mkdtemp())
@@ -71,7 +74,7 @@ class FolderSync(RuleBasedStateMachine):
 
     @rule()
     def sync(self):
-        self.pipe.sync(self.folder)
+        self.pipe.sync(self.folder, allow_deletes=True)
         self.synced = dict(self.model)
 
     @rule(point=st.sampled_from(["content", "faiss_written", "committed"]),
@@ -88,13 +91,13 @@ class FolderSync(RuleBasedStateMachine):
 
         store_writer.crash_point = crash
         try:
-            self.pipe.sync(self.folder)
+            self.pipe.sync(self.folder, allow_deletes=True)
         except SimulatedCrash:
             pass
         finally:
             store_writer.crash_point = real
         assert self.pipe.store.fsck() == [] if self.pipe.store.exists() else True
-        self.pipe.sync(self.folder)  # resume
+        self.pipe.sync(self.folder, allow_deletes=True)  # resume
         self.synced = dict(self.model)
 
     @invariant()

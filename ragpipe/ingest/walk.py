@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,20 @@ class FoundFile:
     mtime_ns: int
     symlink_escape: bool = False  # a link that leaves the root, loops or dangles: not read
     reason: str = ""  # why a symlink is not followed, for the ingestion report
+    special: str = ""  # a FIFO, socket or device: what it is (never opened: a FIFO blocks)
+
+
+def special_kind(mode: int) -> str:
+    """What a file that is neither a folder nor a regular file is, e.g. "named pipe"."""
+    if stat.S_ISFIFO(mode):
+        return "named pipe"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    return "special file"
 
 
 def is_skipped(name: str, patterns: Iterable[str]) -> bool:
@@ -42,8 +57,10 @@ def _unfollowable(link: Path, real_root: Path) -> str:
 def walk(
     root: Path, skip: Iterable[str] = (), errors: list[tuple[str, str]] | None = None
 ) -> Iterator[FoundFile]:
-    """Yield the regular files under ``root`` in a stable (sorted) order.
+    """Yield the files under the folder ``root`` in a stable (sorted) order.
 
+    FIFOs, sockets and devices are yielded with ``special`` set, so they can be
+    reported; the walk only stats them (opening a FIFO would block).
     Symlinks are followed only while they stay inside ``root``; a link that
     leaves it, loops or dangles is yielded with ``symlink_escape=True`` and a
     ``reason`` so it can be reported. Directory loops end because each real
@@ -85,15 +102,12 @@ def walk(
                 if entry.is_dir(follow_symlinks=True):
                     yield from visit(p, rel + "/")
                     continue
-                if not entry.is_file(follow_symlinks=True):
-                    continue
                 st = entry.stat(follow_symlinks=True)
             except OSError:
                 continue
-            yield FoundFile(p, rel, st.st_size, st.st_mtime_ns)
+            if stat.S_ISREG(st.st_mode):
+                yield FoundFile(p, rel, st.st_size, st.st_mtime_ns)
+            else:
+                yield FoundFile(p, rel, 0, st.st_mtime_ns, special=special_kind(st.st_mode))
 
-    if root.is_file():
-        st = root.stat()
-        yield FoundFile(root, root.name, st.st_size, st.st_mtime_ns)
-        return
     yield from visit(root, "")

@@ -95,9 +95,16 @@ class Pipeline:
         dry_run: bool = False,
         progress: Progress | None = None,
         command: str = "sync",
+        allow_deletes: bool = False,
+        rebase: bool = False,
     ) -> SyncStats:
-        """Bring the index in line with ``folder``: add, update, rename and delete exactly."""
-        return sync_folder(self, folder, dry_run, progress, command)
+        """Bring the index in line with ``folder``: add, update, rename and delete exactly.
+
+        Stops before writing (errors.SyncRefused) when ``folder`` is not the index's
+        folder, unless ``rebase`` re-points the index at it, or when it would delete too
+        much of the index (ingest.max_delete_share), unless ``allow_deletes``.
+        """
+        return sync_folder(self, folder, dry_run, progress, command, allow_deletes, rebase)
 
     ingest = sync
 

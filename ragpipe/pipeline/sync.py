@@ -9,6 +9,13 @@ chunks. A path is deleted only when the folder it was in was listed completely.
 Contents whose vectors came from another embedder get new vectors from their stored
 text, without parsing.
 
+Before writing, a sync checks that it is asked for: a folder other than the index's
+stored root is refused unless ``rebase`` (a moved or renamed folder: the index is
+re-pointed, and files with the same relative paths and bytes are kept as they are), and
+a plan that would delete too much of the index (``delete_refusal``) stops unless
+``allow_deletes``: an unmounted share or a mistyped folder looks exactly like one whose
+files were all deleted. A dry run reports the same refusals in ``SyncStats.refused``.
+
 Applying parses in isolated worker processes (ingest.read_many) while the chunks of
 several files are embedded together here. A long sync publishes a checkpoint
 generation every ``Pipeline.checkpoint_files`` files or ``checkpoint_seconds``
@@ -23,8 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..datatypes import Chunk, Document, FileReport, Outcome, SyncStats
-from ..errors import ReadError
+from ..errors import MassDelete, ReadError, RootMismatch, SyncRefused
 from ..ingest import FoundFile, read_many, walk
+from ..ingest.walk import special_kind
 from ..settings import Settings
 from ..store import Writer
 from ..store.vectors import sha256_file
@@ -57,6 +65,11 @@ def make_plan(
     found: dict[str, FoundFile] = {}
     max_bytes = int(settings.ingest.max_file_mb * 1024 * 1024)
     for f in walk(root, settings.ingest.skip, plan.scan_errors):
+        if f.special:
+            plan.skipped.append(
+                FileReport(f.rel, Outcome.UNSUPPORTED_TYPE, f"not a regular file ({f.special})")
+            )
+            continue
         if f.symlink_escape:
             plan.skipped.append(
                 FileReport(f.rel, Outcome.SKIPPED_SYMLINK, f.reason or "symlink not followed")
@@ -126,25 +139,93 @@ def make_plan(
     return plan
 
 
+# Below this many files, only deleting all of them stops a sync (share rule: see below).
+MIN_FILES_FOR_SHARE = 20
+
+
+def delete_refusal(
+    index: str, root: Path, deleting: int, files: int, max_share: float
+) -> MassDelete | None:
+    """The error for a sync that would delete too many of an index's files, or None.
+
+    Too many: all of them, or more than ``max_share`` of them once the index holds
+    ``MIN_FILES_FOR_SHARE`` files.
+    """
+    if not deleting:
+        return None
+    if deleting >= files:
+        why = "all of them"
+    elif files >= MIN_FILES_FOR_SHARE and deleting > max_share * files:
+        why = f"more than ingest.max_delete_share = {max_share:g} of them"
+    else:
+        return None
+    return MassDelete(
+        f"index {index!r}: this sync would delete {deleting} of its {files} files ({why}); "
+        f"is {root} unmounted, emptied or the wrong folder? Nothing was written; "
+        "to delete them, run again with --allow-deletes"
+    )
+
+
+def root_refusal(index: str, root: Path, stored: str) -> RootMismatch | None:
+    """The error for syncing ``root`` into an index that holds the folder ``stored``."""
+    if not stored or Path(stored) == root:
+        return None
+    keep = "files with the same paths and content are kept"
+    if not Path(stored).is_dir():
+        return RootMismatch(
+            f"index {index!r} holds the folder {stored}, which no longer exists: if it was "
+            f"moved or renamed to {root}, add --rebase to re-point the index at it ({keep})"
+        )
+    return RootMismatch(
+        f"index {index!r} holds the folder {stored}, not {root}: sync {stored} (or leave "
+        f"out the folder), or add --rebase to re-point the index at {root} ({keep})"
+    )
+
+
 def sync_folder(
     pipe: Pipeline,
     folder: Path,
     dry_run: bool = False,
     progress: Progress | None = None,
     command: str = "sync",
+    allow_deletes: bool = False,
+    rebase: bool = False,
 ) -> SyncStats:
-    """Pipeline.sync: plan, then (unless ``dry_run``) apply the plan in one writer."""
+    """Pipeline.sync: check, plan, then (unless ``dry_run``) apply the plan in one writer.
+
+    Raises RootMismatch or MassDelete before writing anything (see the module doc); a
+    dry run returns their messages in ``SyncStats.refused`` instead.
+    """
     root = Path(folder)
+    index = pipe.store.path.name
+    exists = pipe.store.exists()
+    stored_root = pipe.store.meta().get("root", "") if exists else ""
     if not root.exists():
-        raise ReadError(Outcome.VANISHED, f"folder {root} does not exist")
+        hint = ""
+        if stored_root and root.resolve() == Path(stored_root):
+            hint = f"; if it was moved, sync the new folder with --index {index} --rebase"
+        raise ReadError(Outcome.VANISHED, f"folder {root} does not exist{hint}")
+    if not root.is_dir():
+        kind = "file" if root.is_file() else special_kind(root.stat().st_mode)
+        raise ReadError(
+            Outcome.UNSUPPORTED_TYPE, f"{root} is a {kind}, not a folder: give a folder"
+        )
     root = root.resolve()
+    refused: list[SyncRefused] = []
+    if not rebase and (wrong_root := root_refusal(index, root, stored_root)):
+        if not dry_run:
+            raise wrong_root
+        refused.append(wrong_root)
     embedder = pipe.embedder
     recipe = pipe.recipe()
-    exists = pipe.store.exists()
+    max_share = pipe.settings.ingest.max_delete_share
     if dry_run:
         known = pipe.store.file_rows() if exists else {}
         stored = pipe.store.content_recipes() if exists else {}
         plan = make_plan(pipe.settings, root, known, stored, recipe, embedder.name)
+        too_many = delete_refusal(index, root, len(plan.deleted), len(known), max_share)
+        if too_many and not allow_deletes:
+            refused.append(too_many)
         return SyncStats(
             added=tuple(f.rel for f, _, new in plan.to_read if new),
             changed=tuple(f.rel for f, _, new in plan.to_read if not new),
@@ -153,12 +234,16 @@ def sync_folder(
             unchanged=len(plan.unchanged) + len(plan.touched),
             failed=tuple(plan.skipped),
             dry_run=True,
+            refused=tuple(str(e) for e in refused),
         )
     meta = {"embedder": embedder.name, "chunking": recipe, "root": str(root)}
     with pipe.store.writer(meta, command=command) as w:
         known = pipe.store.file_rows()
         stored = pipe.store.content_recipes()
         plan = make_plan(pipe.settings, root, known, stored, recipe, embedder.name)
+        too_many = delete_refusal(index, root, len(plan.deleted), len(known), max_share)
+        if too_many and not allow_deletes:
+            raise too_many  # inside the writer: its transaction is discarded, nothing written
         return apply_plan(pipe, w, root, plan, known, recipe, progress)
 
 

@@ -12,6 +12,7 @@ import hashlib
 import math
 import os
 import sqlite3
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,12 @@ def needs_new_layout(index: Any, n: int, threshold: int) -> bool:
 
 # ----- files -------------------------------------------------------------------------------------
 def sha256_file(path: Path) -> str:
-    """The SHA-256 of a file's bytes, in hex."""
+    """The SHA-256 of a regular file's bytes, in hex; OSError for anything else."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    # Non-blocking: a file replaced by a FIFO since it was listed would block open() forever.
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError("not a regular file")
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
