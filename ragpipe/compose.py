@@ -197,8 +197,9 @@ class ComposeConfig:
     """How close to the best unit another must score to join, and how long answers get."""
 
     margin: float = 0.12  # join when score >= best - margin
+    tight: float = 0.04  # ... and, unless it adds a question word, score >= best - tight
     floor: float = 0.25  # and at least this
-    max_units: int = 5  # scored units chosen (list and table blocks complete them)
+    max_units: int = 4  # scored units chosen (list and table blocks complete them)
     max_block_items: int = 12  # longest list or table given whole
     lexical_weight: float = 0.35  # share of the rarity-weighted word overlap in a unit's score
 
@@ -211,14 +212,15 @@ def score_units(
     query_vector: np.ndarray,
     word_weight: Mapping[str, float],
     lexical_weight: float,
-) -> np.ndarray:
-    """Each unit's score: cosine with the question, blended with weighted word overlap.
+) -> tuple[np.ndarray, list[frozenset[str]]]:
+    """Each unit's score (cosine with the question, blended with weighted word overlap)
+    and the question words it holds.
 
     A unit is embedded with its passage's heading and, for list items and table rows,
     the line that introduces them, so "- gloves" is read as PPE one must wear.
     """
     if not units:
-        return np.zeros(0)
+        return np.zeros(0), []
     lead_of: dict[int, str] = {}
     for u in units:
         if u.kind in ("lead", "header", "labels") and u.block not in lead_of:
@@ -235,11 +237,14 @@ def score_units(
     words = list(dict.fromkeys(content_words(question)))
     total = sum(word_weight.get(w, 0.0) for w in words)
     lex = np.zeros(len(units))
-    if total > 0:
-        for i, t in enumerate(texts):
-            have = set(content_words(t))
-            lex[i] = sum(word_weight.get(w, 0.0) for w in words if w in have) / total
-    return (1 - lexical_weight) * cos + lexical_weight * lex
+    covers = []
+    for i, t in enumerate(texts):
+        have = set(content_words(t))
+        hit_words = frozenset(w for w in words if w in have)
+        covers.append(hit_words)
+        if total > 0:
+            lex[i] = sum(word_weight.get(w, 0.0) for w in hit_words) / total
+    return (1 - lexical_weight) * cos + lexical_weight * lex, covers
 
 
 def idf_weights(words: Sequence[str], counts: Mapping[str, int], n: int) -> dict[str, float]:
@@ -249,20 +254,35 @@ def idf_weights(words: Sequence[str], counts: Mapping[str, int], n: int) -> dict
 
 
 def select(
-    units: Sequence[Unit], scores: np.ndarray, config: ComposeConfig
+    units: Sequence[Unit],
+    scores: np.ndarray,
+    config: ComposeConfig,
+    covers: Sequence[frozenset[str]] | None = None,
 ) -> list[int]:
-    """Indexes of the units to answer with: the best, those close to it, whole blocks."""
+    """Indexes of the units to answer with: the best, those close to it, whole blocks.
+
+    Past the best unit, another joins when it scores within ``config.margin`` of it and
+    either scores within ``config.tight`` too or holds a question word (``covers``, per
+    unit) that the units chosen so far lack: a second part of the question gets its
+    answer, a near-repeat of the first part does not.
+    """
     if not len(units):
         return []
     order = [int(i) for i in np.argsort(-scores, kind="stable")]
     best = float(scores[order[0]])
     chosen: list[int] = []
+    covered: set[str] = set()
     for i in order:
         if len(chosen) >= config.max_units:
             break
         if scores[i] < max(best - config.margin, config.floor) and chosen:
             break
+        new = covers[i] - covered if covers is not None else frozenset()
+        if chosen and covers is not None and scores[i] < best - config.tight and not new:
+            continue
         chosen.append(i)
+        if covers is not None:
+            covered |= covers[i]
     out = set(chosen)
     for i in chosen:
         u = units[i]
@@ -329,9 +349,9 @@ def compose(
     """Select the passages' units that answer ``question`` and write them out, cited."""
     config = config or ComposeConfig()
     units = split_units(passages)
-    scores = score_units(question, passages, units, embed, query_vector, word_weight,
-                         config.lexical_weight)
-    picked = select(units, scores, config)
+    scores, covers = score_units(question, passages, units, embed, query_vector, word_weight,
+                                 config.lexical_weight)
+    picked = select(units, scores, config, covers)
     if not picked:
         return Composition("", (), (), 0.0, ())
     text, used = render(passages, units, picked, scores)
