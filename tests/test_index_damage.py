@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from fakes import HashEmbedder
 
-from ragpipe.errors import IndexDamaged
+from ragpipe.errors import IndexDamaged, IndexLocked
 from ragpipe.pipeline import Pipeline
 from ragpipe.settings import load_settings
 from ragpipe.store import Store, dump
@@ -65,6 +65,13 @@ def overwrite_middle(db: Path) -> None:
     at = len(data) // 2 // PAGE * PAGE
     data[at : at + 2 * PAGE] = random.Random(1).randbytes(2 * PAGE)
     db.write_bytes(bytes(data))
+    conn = sqlite3.connect(db)
+    try:  # pages that held nothing (free pages) would damage nothing: not this test's case
+        assert conn.execute("PRAGMA quick_check").fetchall() != [("ok",)]
+    except sqlite3.DatabaseError:
+        pass  # "malformed": damaged
+    finally:
+        conn.close()
 
 
 def truncate_half(db: Path) -> None:
@@ -242,11 +249,15 @@ def test_fsck_beside_an_open_writer_reads_the_published_snapshot(tmp_path):
     with writer_pipe.store.writer({}, command="sync") as w:
         w.remove_file("dir0/file0000.txt")
         w.collect()  # unpublished: chunks gone in the writer's transaction only
+        with pytest.raises(IndexLocked):  # a second writer is refused ...
+            with Store(pipe.store.path).writer({}, command="sync"):
+                pass
         notes: list[str] = []
         t0 = time.monotonic()
         assert Store(pipe.store.path).fsck(notes) == []
         assert time.monotonic() - t0 < 8  # no wait for SQLite's lock (busy_timeout is 10 s)
-        assert any("is being written by pid" in n and "(sync" in n for n in notes), notes
+        # ... and leaves the lock file naming the holder
+        assert any(f"is being written by pid {os.getpid()} (sync" in n for n in notes), notes
         r = cli(tmp_path, "fsck", "--index", "t")
         assert r.returncode == 0, (r.stdout, r.stderr)
         assert "note: index 't' is being written by pid" in r.stdout
