@@ -276,6 +276,7 @@ def _answer_json(ans) -> dict:  # noqa: ANN001
 
 def cmd_status(args: argparse.Namespace) -> int:
     pipe = _pipeline(args)
+    problems = pipe.store.health()  # a damaged database raises: one line, exit 2
     st = pipe.store.stats()
     meta = pipe.store.meta()
     last = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st["last_sync"])) if st[
@@ -286,12 +287,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     for key in ("files", "documents", "chunks", "vectors", "failed", "stale", "generation"):
         print(f"{key:<10} {st[key]}")
     print(f"last sync  {last}")
+    print(f"check      {'; '.join(problems) or 'ok'}")
     return 0
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:
     pipe = _pipeline(args)
-    problems, done = pipe.fsck(repair=args.repair)
+    notes: list[str] = []
+    problems, done = pipe.fsck(repair=args.repair, notes=notes)
+    for n in notes:
+        print(f"note: {n}")
     for p in problems:
         print(f"problem: {p}")
     for d in done:

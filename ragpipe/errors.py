@@ -19,6 +19,10 @@ class IndexCorrupt(RagpipeError):
     """An index file failed its checksum or cannot be read."""
 
 
+class IndexDamaged(IndexCorrupt):
+    """SQLite reports the index database as damaged; ``ragpipe fsck --repair`` salvages it."""
+
+
 class IndexLocked(RagpipeError):
     """Another process is writing to the index."""
 

@@ -112,7 +112,11 @@ with st.sidebar:
     index = st.selectbox("Index", names, index=default, key="index")
     if st.button("Clear chat"):
         st.session_state.messages = []
-    stats = pipeline(settings, index).store.stats()
+    try:
+        stats = pipeline(settings, index).store.stats()
+    except RagpipeError as exc:  # e.g. a damaged index: its one line, not a traceback
+        st.error(str(exc))
+        st.stop()
     st.caption(f"{stats['files']} files · {stats['chunks']} passages · generation "
                f"{stats['generation']}")
 

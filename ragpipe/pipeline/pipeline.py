@@ -18,6 +18,7 @@ from .. import models
 from ..chunking import Chunker, chunk_settings_key
 from ..datatypes import Answer, Hit, SyncStats
 from ..embedding import Embedder, SentenceTransformerEmbedder
+from ..errors import RagpipeError
 from ..filters import Filter
 from ..followup import history_messages, standalone_query
 from ..generation import Generator, LlamaCppGenerator
@@ -108,17 +109,40 @@ class Pipeline:
 
     ingest = sync
 
-    def fsck(self, repair: bool = False) -> tuple[list[str], list[str]]:
-        """Problems found in the index, and (with ``repair``) what was done about them."""
-        problems = self.store.fsck()
+    def fsck(
+        self, repair: bool = False, notes: list[str] | None = None
+    ) -> tuple[list[str], list[str]]:
+        """Problems found in the index, and (with ``repair``) what was done about them.
+
+        A damaged database is salvaged (store/salvage.py), then its folder is synced so
+        that the files whose rows were lost are read again. ``notes`` collects remarks
+        that are not problems (an index being written while it is checked).
+        """
+        problems = self.store.fsck(notes)
         if not repair:
             return problems, []
-        meta = self.store.meta()
-        with self.store.writer(
-            {k: meta[k] for k in ("embedder", "chunking", "root") if k in meta}, command="fsck"
-        ) as w:
-            done = w.repair(self.embedder.embed)
+        with self.store.writer({}, command="fsck", salvage=True) as w:
+            done = w.salvaged + w.repair(self.embedder.embed)
+        if w.salvaged:
+            done.append(self._reread())
         return problems, done
+
+    def _reread(self) -> str:
+        """Sync the index's folder after a salvage; says what happened or what to run."""
+        meta = self.store.meta()
+        root, name = meta.get("root", ""), self.index_name
+        how = f"`ragpipe sync FOLDER --index {name}`"
+        if meta.get("embedder") != self.embedder.name:
+            return f"run {how} to read again the files whose rows were lost"
+        if not root or not Path(root).is_dir():
+            return (f"the folder {root or '(not recorded)'} is not there: run {how} to read "
+                    "again the files whose rows were lost")
+        try:
+            st = self.sync(Path(root), command="fsck")
+        except RagpipeError as exc:
+            return f"could not sync {root} ({exc}): run {how} to read again the lost files"
+        return (f"synced {root}: +{len(st.added)} added, ~{len(st.changed)} read again, "
+                f"-{len(st.deleted)} deleted, {len(st.failed)} failed")
 
     # ----- search --------------------------------------------------------------------------
     def search(

@@ -19,11 +19,17 @@ untouched; the orphaned file is removed on the next publish.
 Content is stored once per SHA-256 (``contents``/``chunks``); ``files`` maps
 paths to contents, so identical files share chunks and a rename moves a row.
 
-Modules: ``schema`` (SQL schema, migrations, connections), ``store`` (the Store:
-snapshots, dense and keyword search, hits, filters, stats), ``keywords`` (FTS5
+Everything in the folder is readable by its owner only (``private``). A damaged
+database is reported as IndexDamaged by every reader and writer; ``fsck --repair``
+salvages its readable rows into a new database and keeps the damaged one as
+``index.sqlite.damaged-TIMESTAMP`` (``salvage``).
+
+Modules: ``schema`` (SQL schema, migrations, connections, damage errors), ``store`` (the
+Store: snapshots, dense and keyword search, hits, filters, stats), ``keywords`` (FTS5
 queries), ``vectors`` (FAISS files: layout, build, verified read, atomic write,
-search), ``writer`` (the Writer: changes, publish, collect, repair) and ``check``
-(fsck, dump).
+search), ``writer`` (the Writer: changes, publish, collect, repair), ``lock`` (the
+write lock), ``private`` (file modes), ``salvage`` (a damaged database's readable rows)
+and ``check`` (status and fsck checks, dump).
 """
 
 from .check import dump

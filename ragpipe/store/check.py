@@ -3,32 +3,99 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import IndexCorrupt
-from . import keywords
-from .vectors import index_ids
+from ..errors import IndexCorrupt, IndexDamaged, IndexLocked
+from . import keywords, lock
+from .schema import connect, damaged, is_damage
+from .vectors import check_file, index_ids
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .store import Generation, Store
 
 
-def fsck(store: Store) -> list[str]:
-    """Cross-check SQLite against the live FAISS file; returns the problems found."""
-    problems: list[str] = []
-    conn = store._conn()
-    for (msg,) in conn.execute("PRAGMA integrity_check"):
-        if msg != "ok":
-            problems.append(f"sqlite: {msg}")
+def sqlite_check(conn: sqlite3.Connection, quick: bool = True) -> list[str]:
+    """What SQLite's own check finds wrong with the database, one line each (empty: ok).
+
+    ``quick``: PRAGMA quick_check, which reads every page but skips comparing indexes
+    with their tables; otherwise the full integrity_check.
+    """
+    pragma = "quick_check" if quick else "integrity_check"
     try:
-        conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
+        rows = conn.execute(f"PRAGMA {pragma}(10)").fetchall()
     except sqlite3.DatabaseError as exc:
-        problems.append(f"keyword index: {exc}")
-    with store.snapshot() as snap:
-        problems += keywords.check_windows(snap)
-    meta = store.meta()
+        if not is_damage(exc):
+            raise
+        return [str(exc)]
+    lines = [line.strip() for (msg,) in rows for line in msg.splitlines()]
+    return [line for line in lines if line and line != "ok" and not line.startswith("***")]
+
+
+def damage(db: Path) -> list[str]:
+    """What SQLite's quick check finds wrong with the database file ``db`` (empty: nothing)."""
+    try:
+        conn = connect(db, readonly=True)
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+    try:
+        return sqlite_check(conn, quick=True)
+    finally:
+        conn.close()
+
+
+def health(store: Store) -> list[str]:
+    """The quick check of `ragpipe status`: the live FAISS file's problems (if any).
+
+    Raises IndexDamaged when SQLite's quick check fails; a FAISS file that is missing
+    or fails its checksum is a problem returned.
+    """
+    store.require()
+    found = damage(store.db_path)
+    if found:
+        raise damaged(store.path.name, found)
+    gen = store.current_generation()
+    problem = gen and check_file(store.path / gen.faiss_file, gen.faiss_sha256)
+    return [problem] if problem else []
+
+
+def fsck(store: Store, notes: list[str] | None = None) -> list[str]:
+    """Cross-check SQLite against the live FAISS file; returns the problems found.
+
+    Everything is read in one snapshot, the last published generation, whatever a
+    sync writes meanwhile. Then FTS5's own checks of the keyword indexes, which
+    write: they take the write lock, and while another process holds it they are
+    skipped and ``notes`` says so. A damaged database is one problem, not an exception.
+    """
+    store.require()
+    try:
+        with store.snapshot() as conn:
+            # The FAISS file first: a sync publishing twice meanwhile would remove it.
+            gen = store.current_generation(conn)
+            index, problems = None, []
+            try:
+                index = store.load_faiss(gen) if gen else None
+            except IndexCorrupt as exc:
+                problems.append(str(exc))
+            damage = sqlite_check(conn, quick=False)
+            if damage:
+                first = damaged(store.path.name, damage[:1], repair=True)
+                return [str(first)] + [f"sqlite: {d}" for d in damage[1:]]
+            problems += _consistency(conn, gen, index)
+    except IndexDamaged as exc:
+        return [str(damaged(store.path.name, [str(exc.__cause__ or exc)], repair=True))]
+    return problems + _self_checks(store, notes)
+
+
+def _consistency(conn: sqlite3.Connection, gen: Generation | None, index: Any) -> list[str]:
+    """Fsck's checks inside its snapshot: keyword windows, vectors, files, FAISS ids.
+
+    ``gen`` is the snapshot's generation and ``index`` its FAISS index (None: unreadable).
+    """
+    problems = keywords.check_windows(conn)
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     dim = int(meta.get("dim", 0) or 0)
     bad = conn.execute(
         "SELECT count(*) FROM chunks WHERE length(vector) != ?", (dim * 4,)
@@ -46,16 +113,12 @@ def fsck(store: Store) -> list[str]:
     ).fetchone()[0]
     if empty:
         problems.append(f"{empty} stored documents have no chunks")
-    gen = store.current_generation()
     chunk_ids = {r[0] for r in conn.execute("SELECT id FROM chunks")}
     if gen is None:
         if chunk_ids:
             problems.append("chunks are stored but no generation was published")
         return problems
-    try:
-        index = store.load_faiss(gen)
-    except IndexCorrupt as exc:
-        problems.append(str(exc))
+    if index is None:
         return problems
     faiss_ids = index_ids(index)
     orphans, missing = faiss_ids - chunk_ids, chunk_ids - faiss_ids
@@ -66,6 +129,37 @@ def fsck(store: Store) -> list[str]:
     if index.d != dim:
         problems.append(f"{gen.faiss_file} has dimension {index.d}, the index says {dim}")
     return problems
+
+
+def _self_checks(store: Store, notes: list[str] | None) -> list[str]:
+    """FTS5's integrity-check of each keyword table, under the write lock if it is free.
+
+    The check is an INSERT: it needs SQLite's write lock, which a sync holds for its
+    whole run, so it would wait and fail with "database is locked".
+    """
+    try:
+        with store.write_lock("fsck"):
+            conn = store._conn()
+            problems = []
+            tables = [("chunks_fts", "keyword index")]
+            windows = "SELECT 1 FROM sqlite_master WHERE name = 'chunk_windows_fts'"
+            if keywords.windows_current(conn) and conn.execute(windows).fetchone():
+                tables.append(("chunk_windows_fts", "keyword windows"))
+            for table, label in tables:
+                try:
+                    conn.execute(f"INSERT INTO {table}({table}) VALUES ('integrity-check')")
+                except sqlite3.DatabaseError as exc:
+                    problems.append(f"{label}: {exc}")
+            return problems
+    except IndexLocked:
+        if notes is not None:
+            notes.append(
+                f"index {store.path.name!r} is being written by "
+                f"{lock.holder(store.path) or 'another process'}: checked its last published "
+                "generation; the keyword indexes' self-checks were skipped (run fsck again "
+                "when it has finished)"
+            )
+        return []
 
 
 def dump(store: Store) -> tuple[dict[str, Any], np.ndarray]:

@@ -7,10 +7,15 @@ lock, so it also migrates: ``CREATE ... IF NOT EXISTS`` adds what is new, and th
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
-from ..errors import IndexMismatch
+from ..errors import IndexDamaged, IndexMismatch
+from . import private
 
 # 2: keyword windows, kept by the writer. A ragpipe that writes format 1 knows nothing of
 # them and would leave them stale, so it must refuse these indexes (its Writer does); this
@@ -19,6 +24,9 @@ FORMAT_VERSION = 2
 UPGRADES_FROM = frozenset({"1"})
 DB_NAME = "index.sqlite"
 LOCK_NAME = "write.lock"
+# SQLite's primary result codes for a damaged file (extended codes add higher bits).
+SQLITE_CORRUPT = 11
+SQLITE_NOTADB = 26
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -89,10 +97,15 @@ CREATE TABLE IF NOT EXISTS generations(
 
 
 def connect(db: Path, readonly: bool = False) -> sqlite3.Connection:
-    """A connection to ``db``: explicit transactions only; WAL and full sync unless read-only."""
+    """A connection to ``db``: explicit transactions only; WAL and full sync unless read-only.
+
+    A new database file is created private (see private.py).
+    """
     if readonly:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False)
+        uri = Path(db).absolute().as_uri() + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
     else:
+        private.create_new(db)  # SQLite takes an empty file as a new database
         conn = sqlite3.connect(db, check_same_thread=False)
     conn.isolation_level = None  # explicit BEGIN/COMMIT only
     conn.execute("PRAGMA busy_timeout=10000")
@@ -101,6 +114,54 @@ def connect(db: Path, readonly: bool = False) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous=FULL")
     return conn
 
+
+def is_damage(exc: BaseException) -> bool:
+    """True when ``exc`` is SQLite saying the file is damaged or not a database.
+
+    Other errors (busy, locked, I/O, a full disk) say nothing about the file's content.
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.DatabaseError) and code is not None and (
+        (code & 0xFF) in (SQLITE_CORRUPT, SQLITE_NOTADB)
+    )
+
+
+def damaged(name: str, found: list[str], repair: bool = False) -> IndexDamaged:
+    """The one-line error for a damaged index database; ``found``: what SQLite said.
+
+    ``repair``: worded for fsck, which names the repair instead of itself.
+    """
+    detail = found[0] + (f" (and {len(found) - 1} more)" if len(found) > 1 else "")
+    if repair:
+        fix = f"repair with `ragpipe fsck --repair --index {name}` (it keeps the damaged file)"
+    else:
+        fix = f"run `ragpipe fsck --index {name}`"
+    return IndexDamaged(f"index {name!r} is damaged: {detail}; {fix}")
+
+
+@contextmanager
+def guard(name: str) -> Iterator[None]:
+    """Turn SQLite's "damaged" errors raised inside into IndexDamaged for index ``name``."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        if not is_damage(exc):
+            raise
+        raise damaged(name, [str(exc)]) from exc
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def guarded(method: F) -> F:
+    """Run a Store method under ``guard`` (its index is named by ``self.path``)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with guard(self.path.name):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def check_format(conn: sqlite3.Connection, name: str) -> str:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from ..datatypes import FileReport, Hit, Outcome
-from ..errors import IndexCorrupt, IndexLocked, IndexMismatch, IndexNotFound
-from . import check, keywords, vectors
-from .schema import DB_NAME, LOCK_NAME, SCHEMA, check_format, connect
+from ..errors import IndexCorrupt, IndexMismatch, IndexNotFound
+from . import check, keywords, lock, private, vectors
+from .salvage import salvage as salvage_database
+from .schema import DB_NAME, SCHEMA, check_format, connect, damaged, guard, guarded
 from .vectors import ANN_THRESHOLD
 from .writer import Writer
 
@@ -66,14 +64,18 @@ class Store:
         """True when the index has been created."""
         return self.db_path.is_file()
 
+    def require(self) -> None:
+        """Raise IndexNotFound unless the index has been created."""
+        if not self.exists():
+            raise IndexNotFound(
+                f"index {self.path.name!r} does not exist at {self.path}: build it with "
+                f"`ragpipe ingest FOLDER --index {self.path.name}`"
+            )
+
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            if not self.exists():
-                raise IndexNotFound(
-                    f"index {self.path.name!r} does not exist at {self.path}: build it with "
-                    f"`ragpipe ingest FOLDER --index {self.path.name}`"
-                )
+            self.require()
             conn = connect(self.db_path)
             self._local.conn = conn
         return conn
@@ -85,6 +87,7 @@ class Store:
             conn.close()
             self._local.conn = None
 
+    @guarded
     def meta(self) -> dict[str, str]:
         """The index's description: format, embedder, dimension, chunking, root."""
         return dict(self._conn().execute("SELECT key, value FROM meta").fetchall())
@@ -100,6 +103,7 @@ class Store:
             )
 
     # ----- generations ---------------------------------------------------------------------
+    @guarded
     def generations(self) -> list[Generation]:
         """All generation rows, newest first."""
         rows = self._conn().execute(
@@ -108,6 +112,7 @@ class Store:
         )
         return [Generation(*r) for r in rows]
 
+    @guarded
     def current_generation(self, conn: sqlite3.Connection | None = None) -> Generation | None:
         """The newest published generation, if any (as seen by ``conn``)."""
         row = (
@@ -153,13 +158,15 @@ class Store:
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: everything read inside sees one generation."""
-        conn = self._conn()
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
+        with guard(self.path.name):
+            conn = self._conn()
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
 
+    @guarded
     def count_chunks(self) -> int:
         """Chunks in the index."""
         return int(self._conn().execute("SELECT count(*) FROM chunks").fetchone()[0])
@@ -286,6 +293,7 @@ class Store:
             hits.append(Hit(cid, r[1], paths[0], r[2], r[3], r[4], score, r[5], tuple(paths[1:])))
         return hits
 
+    @guarded
     def chunk_ids_where(
         self, where: tuple[str, list], conn: sqlite3.Connection | None = None
     ) -> list[int]:
@@ -296,6 +304,7 @@ class Store:
         )
         return [r[0] for r in (conn or self._conn()).execute(sql, where[1])]
 
+    @guarded
     def files(self) -> list[FileReport]:
         """The recorded outcome of every file, by path."""
         rows = self._conn().execute(
@@ -303,6 +312,7 @@ class Store:
         )
         return [FileReport(r[0], Outcome(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
 
+    @guarded
     def file_rows(self) -> dict[str, FileRow]:
         """Change-detection facts for every known path."""
         rows = self._conn().execute(
@@ -310,11 +320,13 @@ class Store:
         )
         return {r[0]: FileRow(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows}
 
+    @guarded
     def content_recipes(self) -> dict[str, tuple[str, str]]:
         """sha256 -> (recipe, embedder) of every stored content."""
         rows = self._conn().execute("SELECT sha256, recipe, embedder FROM contents")
         return {r[0]: (r[1], r[2]) for r in rows}
 
+    @guarded
     def stats(self) -> dict[str, Any]:
         """Counts for `ragpipe status`."""
         conn = self._conn()
@@ -332,39 +344,52 @@ class Store:
         }
 
     # ----- checking ------------------------------------------------------------------------
-    def fsck(self) -> list[str]:
-        """Cross-check SQLite against the live FAISS file; returns the problems found."""
-        return check.fsck(self)
+    def fsck(self, notes: list[str] | None = None) -> list[str]:
+        """Cross-check SQLite against the live FAISS file; returns the problems (check.fsck)."""
+        return check.fsck(self, notes)
+
+    def damage(self) -> list[str]:
+        """What SQLite's quick check finds wrong with the database file (check.damage)."""
+        return check.damage(self.db_path)
+
+    def health(self) -> list[str]:
+        """The quick check of `ragpipe status` (check.health)."""
+        return check.health(self)
 
     # ----- writing -------------------------------------------------------------------------
+    def write_lock(self, command: str) -> AbstractContextManager[None]:
+        """The index's write lock (lock.write_lock): raises IndexLocked if another holds it."""
+        return lock.write_lock(self.path, command)
+
     @contextmanager
-    def writer(self, meta: dict[str, str], command: str = "sync") -> Iterator[Writer]:
-        """Take the index's write lock and yield a Writer; creates the index if needed."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        lock_path = self.path / LOCK_NAME
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = Path(lock_path).read_text(errors="replace").strip() or "another process"
-                raise IndexLocked(
-                    f"index {self.path.name!r} is being written by {holder}; "
-                    "wait for it to finish"
-                ) from None
-            os.ftruncate(fd, 0)
-            os.write(fd, f"pid {os.getpid()} ({command}, since {time.ctime()})".encode())
+    def writer(
+        self, meta: dict[str, str], command: str = "sync", salvage: bool = False
+    ) -> Iterator[Writer]:
+        """Take the index's write lock and yield a Writer; creates the index if needed.
+
+        A damaged database raises IndexDamaged before anything is written. With
+        ``salvage`` (fsck --repair) its readable rows are first copied into a new
+        database (salvage.py); ``Writer.salvaged`` says what that did.
+        """
+        private.make_dir(self.path)
+        private.tighten(self.path)
+        with guard(self.path.name), self.write_lock(command):
+            saved: list[str] = []
+            damage = self.damage() if self.exists() else []
+            if damage and not salvage:
+                raise damaged(self.path.name, damage)
+            if damage:
+                self.close()  # this thread's connection would still read the damaged file
+                saved = salvage_database(self.path)
             conn = connect(self.db_path)
             try:
                 fmt = check_format(conn, self.path.name)
                 conn.executescript(SCHEMA)
                 w = Writer(self, conn, meta, fmt)
+                w.salvaged = saved
                 yield w
                 w.rollback()  # anything not published is discarded
             finally:
                 conn.close()
                 with self._faiss_lock:
                     self._loaded = None
-        finally:
-            os.ftruncate(fd, 0)
-            os.close(fd)  # releases the flock

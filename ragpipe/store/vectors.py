@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import IndexCorrupt
+from . import private
 
 # Exact (flat) search below this many chunks, IVF from there on; see benchmarks/bench_retrieval.py.
 ANN_THRESHOLD = 50_000
@@ -95,14 +96,22 @@ def index_ids(index: Any) -> set[int]:
     return out
 
 
+def check_file(f: Path, sha256: str) -> str | None:
+    """What is wrong with a generation's FAISS file (missing, checksum), or None."""
+    if not f.is_file():
+        return f"{f} is missing: repair with `ragpipe fsck --repair`"
+    if sha256_file(f) != sha256:
+        return f"{f} fails its checksum: repair with `ragpipe fsck --repair`"
+    return None
+
+
 def read_index(f: Path, sha256: str, vectors: int) -> Any:
     """Read and verify a FAISS file against its generation row; raise IndexCorrupt if it fails."""
     import faiss
 
-    if not f.is_file():
-        raise IndexCorrupt(f"{f} is missing: repair with `ragpipe fsck --repair`")
-    if sha256_file(f) != sha256:
-        raise IndexCorrupt(f"{f} fails its checksum: repair with `ragpipe fsck --repair`")
+    problem = check_file(f, sha256)
+    if problem:
+        raise IndexCorrupt(problem)
     try:
         index = faiss.read_index(str(f))
     except Exception as exc:
@@ -118,12 +127,13 @@ def write_index(index: Any, folder: Path, name: str) -> str:
     """Write ``index`` as ``folder/name`` atomically; returns the file's SHA-256.
 
     Written to a temporary name, fsynced, renamed, and the folder fsynced: a crash
-    leaves either no file of that name or the whole file.
+    leaves either no file of that name or the whole file. The file is private.
     """
     import faiss
 
     final = folder / name
     tmp = folder / f".{name}.tmp"
+    os.close(private.open_file(tmp, os.O_WRONLY | os.O_TRUNC))  # FAISS keeps its mode
     faiss.write_index(index, str(tmp))
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())

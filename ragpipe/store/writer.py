@@ -41,6 +41,7 @@ class Writer:
         self._removed: list[int] = []
         self._changed = False
         self._windows_built = False  # built afresh by this writer (repair need not again)
+        self.salvaged: list[str] = []  # what Store.writer(salvage=True) did before this writer
         self._begin()
         old = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         want = {**meta, "format_version": str(FORMAT_VERSION)}
@@ -214,6 +215,7 @@ class Writer:
         ).rowcount
         if n:
             done.append(f"{n} files without stored content will be re-read by the next sync")
+        self.conn.execute("REINDEX")  # indexes that integrity_check found out of step
         self.conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
         if not self._windows_built:
             keywords.rebuild_windows(self.conn)
