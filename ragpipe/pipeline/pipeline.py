@@ -49,6 +49,7 @@ class Pipeline:
         store: Store | None = None,
     ) -> None:
         self.settings = settings or load_settings()
+        self.settings.check()  # also settings built or changed in code, before any model loads
         self.index_name = index
         self.store = store or Store(self.settings.index_dir(index))
         self.store.ann_threshold = self.settings.retrieval.ann_threshold
