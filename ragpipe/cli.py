@@ -13,6 +13,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is less than 1")
+    return n
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ragpipe", description="Offline question answering over your own documents."
@@ -35,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = with_index(sub.add_parser("search", help="show the passages that match a question"))
     sp.add_argument("question")
-    sp.add_argument("-k", type=int, default=None, help="number of passages")
+    sp.add_argument("-k", type=_count, default=None, help="number of passages (at least 1)")
     sp.add_argument("--where", action="append", default=[], metavar="FILTER",
                     help="filter inside the search: path=PREFIX, type=pdf, modified>=2024-01-01 "
                          "(also >, <, <=, =); repeatable, paths and types match any")
@@ -65,8 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     ep.add_argument("--index", default=None,
                     help="index to measure a question -> source set on (and to reuse for a "
                          "dataset instead of its own eval-* index)")
-    ep.add_argument("--limit", type=int, default=None, help="only the first N questions")
-    ep.add_argument("--n", type=int, default=200,
+    ep.add_argument("--limit", type=_count, default=None, help="only the first N questions")
+    ep.add_argument("--n", type=_count, default=200,
                     help="answers: questions in the seeded sample (default: 200)")
     ep.add_argument("--seed", type=int, default=0, help="answers: sample seed (default: 0)")
     ep.add_argument("--offset", type=int, default=0,
