@@ -15,7 +15,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from pathlib import Path  # noqa: E402
 
 import streamlit as st  # noqa: E402
-from literal import literal, snippet  # noqa: E402  ui/literal.py (the script folder is on sys.path)
+from literal import file_name, literal, snippet  # noqa: E402  ui/literal.py (script folder)
 
 from ragpipe.embedding import SentenceTransformerEmbedder  # noqa: E402
 from ragpipe.errors import RagpipeError  # noqa: E402
@@ -94,7 +94,7 @@ def show_sources(answer_hits, citations=(), found: bool = True) -> None:
                 mark = "⚠️ cited, partly supported"
             else:
                 mark = "❌ cited, not supported by this passage"
-            st.markdown(f"**[{i}] {hit.location}** · score {hit.score:.2f} · {mark}")
+            st.markdown(f"**[{i}] {file_name(hit.location)}** · score {hit.score:.2f} · {mark}")
             span = next((c.span for c in cites if c.supported and c.span), None)
             local = (span[0] - hit.start, span[1] - hit.start) if span else None
             st.caption(snippet(hit.text, local))
