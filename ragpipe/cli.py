@@ -182,17 +182,22 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .safety import terminal_safe
+    from .safety import StreamGuard, terminal_safe
 
     pipe = _pipeline(args)
     stream = pipe.stream(args.question)
     streamed = ""
     if not args.json:
+        # Links and markup are neutralized as the text streams, as in the checked answer.
+        guard = StreamGuard([h.text for h in stream.hits])
         for piece in stream:
-            streamed += piece
-            sys.stdout.write(terminal_safe(piece, multiline=True))
+            shown = guard.feed(piece)
+            streamed += shown
+            sys.stdout.write(terminal_safe(shown, multiline=True))
             sys.stdout.flush()
-        sys.stdout.write("\n")
+        tail = guard.flush()
+        streamed += tail
+        sys.stdout.write(terminal_safe(tail, multiline=True) + "\n")
     else:
         for _ in stream:
             pass
@@ -200,7 +205,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_answer_json(ans), indent=2))
         return 0
-    if ans.text.strip() != streamed.strip():
+    if ans.text.split() != streamed.split():
         # The checks withheld the streamed draft (or removed invalid citation markers).
         why = f" ({ans.abstain_reason})" if ans.abstain_reason else ""
         print(f"\nChecked answer{why}: {terminal_safe(ans.text, multiline=True)}")

@@ -22,6 +22,7 @@ from ragpipe.errors import RagpipeError  # noqa: E402
 from ragpipe.generation import LlamaCppGenerator  # noqa: E402
 from ragpipe.models import resolve_gguf  # noqa: E402
 from ragpipe.pipeline import Pipeline  # noqa: E402
+from ragpipe.safety import StreamGuard  # noqa: E402
 from ragpipe.settings import Settings, load_settings  # noqa: E402
 from ragpipe.store import Store  # noqa: E402
 
@@ -141,9 +142,10 @@ if question:
             with st.spinner("Searching…"):
                 stream = pipe.stream(question, history)
             # Streamed as written too (st.write_stream would render it as Markdown).
-            shown, so_far = st.empty(), ""
+            # Links and markup are neutralized as the text streams, as in the checked answer.
+            shown, so_far, guard = st.empty(), "", StreamGuard([h.text for h in stream.hits])
             for piece in stream:
-                so_far += piece
+                so_far += guard.feed(piece)
                 shown.markdown(literal(so_far) + " ▌")
             answer = stream.answer
             # The checked answer replaces the stream: it may differ (withheld, citations
