@@ -13,6 +13,24 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is less than 1")
+    return n
+
+
+def _safe(text: object) -> str:
+    """Text for the terminal: control and bidi characters escaped (safety.terminal_safe)."""
+    from .safety import terminal_safe
+
+    return terminal_safe(str(text))
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ragpipe", description="Offline question answering over your own documents."
@@ -45,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = with_index(sub.add_parser("search", help="show the passages that match a question"))
     sp.add_argument("question")
-    sp.add_argument("-k", type=int, default=None, help="number of passages")
+    sp.add_argument("-k", type=_count, default=None, help="number of passages (at least 1)")
     sp.add_argument("--where", action="append", default=[], metavar="FILTER",
                     help="filter inside the search: path=PREFIX, type=pdf, modified>=2024-01-01 "
                          "(also >, <, <=, =); repeatable, paths and types match any")
@@ -76,8 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     ep.add_argument("--index", default=None,
                     help="index to measure a question -> source set on (and to reuse for a "
                          "dataset instead of its own eval-* index)")
-    ep.add_argument("--limit", type=int, default=None, help="only the first N questions")
-    ep.add_argument("--n", type=int, default=200,
+    ep.add_argument("--limit", type=_count, default=None, help="only the first N questions")
+    ep.add_argument("--n", type=_count, default=200,
                     help="answers: questions in the seeded sample (default: 200)")
     ep.add_argument("--seed", type=int, default=0, help="answers: sample seed (default: 0)")
     ep.add_argument("--offset", type=int, default=0,
@@ -122,11 +140,11 @@ def _print_stats(stats, out=None) -> None:  # noqa: ANN001
     if stats.dry_run:
         for sign, paths in (("+", stats.added), ("~", stats.changed), ("-", stats.deleted)):
             for path in paths:
-                print(f"  {sign} {path}", file=out)
+                print(f"  {sign} {_safe(path)}", file=out)
         for old, new in stats.renamed:
-            print(f"  \u2192 {old} -> {new}", file=out)
+            print(f"  \u2192 {_safe(old)} -> {_safe(new)}", file=out)
     for rep in stats.failed:
-        print(f"  ! {rep.path}: {rep.outcome.value}: {rep.message}", file=out)
+        print(f"  ! {_safe(rep.path)}: {rep.outcome.value}: {_safe(rep.message)}", file=out)
     if not stats.dry_run:
         print(
             f"chunks +{stats.chunks_added} -{stats.chunks_removed}; "
@@ -175,20 +193,27 @@ def cmd_search(args: argparse.Namespace) -> int:
         snippet = " ".join(h.text.split())
         if len(snippet) > 200:
             snippet = snippet[:200] + "\u2026"
-        print(f"{i}. {h.score:.3f}  {h.location}\n   {snippet}")
+        print(f"{i}. {h.score:.3f}  {_safe(h.location)}\n   {_safe(snippet)}")
     return 0
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    from .safety import StreamGuard, terminal_safe
+
     pipe = _pipeline(args)
     stream = pipe.stream(args.question)
     streamed = ""
     if not args.json:
+        # Links and markup are neutralized as the text streams, as in the checked answer.
+        guard = StreamGuard([h.text for h in stream.hits])
         for piece in stream:
-            streamed += piece
-            sys.stdout.write(piece)
+            shown = guard.feed(piece)
+            streamed += shown
+            sys.stdout.write(terminal_safe(shown, multiline=True))
             sys.stdout.flush()
-        sys.stdout.write("\n")
+        tail = guard.flush()
+        streamed += tail
+        sys.stdout.write(terminal_safe(tail, multiline=True) + "\n")
     else:
         for _ in stream:
             pass
@@ -196,24 +221,24 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_answer_json(ans), indent=2))
         return 0
-    if ans.text.strip() != streamed.strip():
+    if ans.text.split() != streamed.split():
         # The checks withheld the streamed draft (or removed invalid citation markers).
         why = f" ({ans.abstain_reason})" if ans.abstain_reason else ""
-        print(f"\nChecked answer{why}: {ans.text}")
+        print(f"\nChecked answer{why}: {terminal_safe(ans.text, multiline=True)}")
     if ans.hits:
         print("\nClosest passages:" if not ans.found else "\nSources:")
         cited = {c.n for c in ans.citations}
         for i, h in enumerate(ans.hits, start=1):
             mark = "*" if i in cited else " "
-            print(f" {mark}[{i}] {h.location}  (score {h.score:.3f})")
+            print(f" {mark}[{i}] {_safe(h.location)}  (score {h.score:.3f})")
         if not ans.found:
             for h in ans.also_retrieved:
-                print(f"     {h.location}  (score {h.score:.3f})")
+                print(f"     {_safe(h.location)}  (score {h.score:.3f})")
     for c in ans.citations:
         flag = {True: "supported", False: "NOT supported", None: "not checked"}[c.supported]
         where = f", chars {c.span[0]}-{c.span[1]}" if c.span else ""
         how = " (the model did not cite it; ragpipe found the passage)" if c.inferred else ""
-        print(f"   [{c.n}] {flag} by {c.hit.location}{where}{how}")
+        print(f"   [{c.n}] {flag} by {_safe(c.hit.location)}{where}{how}")
     if ans.support.confidence is not None:
         s = ans.support
         print(f"support: {s.verdict}; {s.supported}/{s.citations} citations supported, "
@@ -221,7 +246,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if ans.dropped:
         print(f"\n{len(ans.dropped)} retrieved passage(s) left out to fit the context window:")
         for h in ans.dropped:
-            print(f"   - {h.location}")
+            print(f"   - {_safe(h.location)}")
     if args.explain:
         f = stream.fitted
         llm = pipe.settings.llm
@@ -236,7 +261,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print(f"answer {ans.answer_tokens} tokens{think}; "
               + ", ".join(f"{k} {v:.2f}s" for k, v in ans.timings.items()))
         if ans.query and ans.query != ans.question:
-            print(f"searched for: {ans.query}")
+            print(f"searched for: {_safe(ans.query)}")
         if ans.signals:
             print("signals: " + ", ".join(f"{k} {v:.2f}" for k, v in ans.signals.items()))
     return 0
@@ -281,9 +306,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     meta = pipe.store.meta()
     last = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st["last_sync"])) if st[
         "last_sync"] else "never"
-    print(f"index      {args.index} ({pipe.store.path})")
-    print(f"folder     {meta.get('root', '?')}")
-    print(f"embedder   {meta.get('embedder', '?')}")
+    print(f"index      {args.index} ({_safe(pipe.store.path)})")
+    print(f"folder     {_safe(meta.get('root', '?'))}")
+    print(f"embedder   {_safe(meta.get('embedder', '?'))}")
     for key in ("files", "documents", "chunks", "vectors", "failed", "stale", "generation"):
         print(f"{key:<10} {st[key]}")
     print(f"last sync  {last}")
@@ -298,13 +323,13 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     for n in notes:
         print(f"note: {n}")
     for p in problems:
-        print(f"problem: {p}")
+        print(f"problem: {_safe(p)}")
     for d in done:
-        print(f"repaired: {d}")
+        print(f"repaired: {_safe(d)}")
     if args.repair:
         after = pipe.store.fsck()
         for p in after:
-            print(f"still wrong: {p}")
+            print(f"still wrong: {_safe(p)}")
         return 1 if after else 0
     if not problems:
         print(f"index {args.index!r}: ok")
@@ -326,12 +351,14 @@ def cmd_report(args: argparse.Namespace) -> int:
         for r in reports:
             w.writerow([r.path, r.outcome.value, r.pages, r.chunks, r.kind, r.message])
         return 0
-    width = max([len(r.path) for r in reports] + [4])
+    paths = [_safe(r.path) for r in reports]
+    width = max([len(p) for p in paths] + [4])
     print(f"{'path':<{width}}  {'outcome':<16} {'pages':>5} {'chunks':>6}  message")
     counts: dict[str, int] = {}
-    for r in reports:
+    for r, path in zip(reports, paths, strict=True):
         counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
-        print(f"{r.path:<{width}}  {r.outcome.value:<16} {r.pages:>5} {r.chunks:>6}  {r.message}")
+        print(f"{path:<{width}}  {r.outcome.value:<16} {r.pages:>5} {r.chunks:>6}  "
+              f"{_safe(r.message)}")
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
     pages, chunks = sum(r.pages for r in reports), sum(r.chunks for r in reports)
     print(f"\n{len(reports)} files, {pages} pages, {chunks} chunks: {summary}")
@@ -350,7 +377,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             except Exception as exc:  # noqa: BLE001 - shown to the user
                 state = f"not ready ({exc})"
             also = f" (also: {', '.join(m.aliases)})" if m.aliases else ""
-            print(f"{m.name:<18} {m.licence}{also}\n  {state}")
+            print(f"{m.name:<18} {m.licence}{also}\n  {_safe(state)}")
         return 0
     configured = models.known(settings.llm.model)
     wanted = list(models.KNOWN.values()) if args.all else [
@@ -456,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except RagpipeError as exc:
-        print(f"ragpipe: error: {exc}", file=sys.stderr)
+        print(f"ragpipe: error: {_safe(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ragpipe: interrupted", file=sys.stderr)

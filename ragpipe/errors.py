@@ -47,6 +47,10 @@ class ConfigError(RagpipeError):
     """A setting in ragpipe.toml or the environment is invalid."""
 
 
+class InvalidArgument(RagpipeError, ValueError):
+    """An argument given to the library cannot be used (a blank question, k < 1)."""
+
+
 class ReadError(RagpipeError):
     """A file could not be read; ``outcome`` says how (see datatypes.Outcome)."""
 

@@ -8,11 +8,13 @@ lowest ranked first, and reported; nothing is cut mid-passage.
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .datatypes import Hit
 from .errors import RagpipeError
+from .settings import AnswerStyle
 
 Message = dict[str, str]
 
@@ -38,7 +40,7 @@ EXTRACT_SYSTEM_PROMPT = (
     "Answer with a short phrase copied from the passage, and cite the passage like [1]. "
     f"If the passages do not answer the question, reply: {REFUSAL}"
 )
-STYLES = ("extract", "free")
+STYLES: tuple[str, ...] = typing.get_args(AnswerStyle)
 # Asked after the answer has streamed, on the same passages and question, so llama.cpp
 # reuses the answer prompt from its cache and reads only this sentence.
 JUDGE_QUESTION = "Can this question be answered from the passages? Reply with yes or no."

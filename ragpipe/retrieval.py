@@ -37,6 +37,7 @@ import dataclasses
 import re
 import sys
 import threading
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -45,9 +46,10 @@ import numpy as np
 from .datatypes import Hit
 from .errors import ConfigError
 from .filters import Filter
+from .settings import Fusion, RetrievalMode
 
-MODES = ("dense", "bm25", "hybrid")
-FUSIONS = ("convex", "rrf")
+MODES: tuple[str, ...] = typing.get_args(RetrievalMode)
+FUSIONS: tuple[str, ...] = typing.get_args(Fusion)
 
 # Lucene's English stopwords (the list bm25s uses for "en") ...
 LUCENE_STOPWORDS = frozenset(
@@ -74,8 +76,8 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 class RetrievalConfig(Protocol):
     """The settings the retriever reads (settings.RetrievalSettings)."""
 
-    mode: str
-    fusion: str
+    mode: RetrievalMode
+    fusion: Fusion
     keyword_weight: float
     keyword_max_df: float
     rrf_k: int

@@ -14,9 +14,16 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .errors import ConfigError
+
+# Settings that take one of a fixed set of values: checked when settings load (the message
+# lists the values), and the single list the code that reads them uses.
+RetrievalMode = Literal["dense", "bm25", "hybrid"]
+Fusion = Literal["convex", "rrf"]
+AnswerStyle = Literal["extract", "free"]
+Rewrite = Literal["heuristic", "model", "off"]
 
 
 @dataclass
@@ -64,8 +71,8 @@ class RetrievalSettings:
     top_k: int = 4
     # Drop hits whose dense cosine similarity is below this (keyword score in bm25 mode).
     min_score: float = 0.0
-    mode: str = "hybrid"  # dense | bm25 | hybrid
-    fusion: str = "convex"  # convex (min-max normalized scores) | rrf
+    mode: RetrievalMode = "hybrid"
+    fusion: Fusion = "convex"  # convex (min-max normalized scores) | rrf
     keyword_weight: float = 0.4  # keyword share of the convex fusion (tuned on held-out data)
     # Past ann_threshold chunks, query terms found in more than this share of chunks are left
     # out of the keyword query (speed; they weigh little in BM25). 1 = never.
@@ -82,7 +89,8 @@ class RetrievalSettings:
 class AnswerSettings:
     """How answers are asked for, checked and withheld (README: Grounded answers)."""
 
-    style: str = "extract"  # "extract": a phrase copied from the passages; "free": brief prose
+    # "extract": a phrase copied from the passages; "free": brief prose.
+    style: AnswerStyle = "extract"
     passages: int = 1  # best passages put in the prompt (0 = retrieval.top_k)
     check: bool = True  # check citations and withhold answers that fail the calibration
     judge: bool = True  # ask the model whether its answer holds (one short extra turn)
@@ -91,7 +99,7 @@ class AnswerSettings:
     # question's content words, each weighted by its rarity in the index (grounding.
     # question_coverage; 0.12: SQuAD v2 answerable questions were all at 0.17 or more).
     min_question_coverage: float = 0.12
-    rewrite: str = "heuristic"  # follow-ups made standalone: "heuristic", "model" or "off"
+    rewrite: Rewrite = "heuristic"  # how follow-ups are made standalone (followup.py)
     history_turns: int = 2  # earlier question/answer pairs kept in the prompt
 
 
@@ -123,6 +131,33 @@ class Settings:
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
 
+    def check(self) -> None:
+        """Raise ConfigError, naming the setting and what it takes, for a value that means nothing.
+
+        load_settings calls it; the Pipeline calls it again for settings built or changed
+        in code, so a bad value is refused before any model loads.
+        """
+        for key, ok, wanted in _RULES:
+            section, _, name = key.partition(".")
+            value = getattr(getattr(self, section), name)
+            try:
+                good = ok(value)
+            except TypeError:  # set in code to a value of another type
+                good = False
+            if not good:
+                raise ConfigError(f"setting {key} = {value!r}: must be {wanted}")
+        if self.chunking.overlap >= self.chunking.size:
+            raise ConfigError("chunking.overlap must be smaller than chunking.size")
+        if self.llm.max_tokens >= self.llm.n_ctx:
+            raise ConfigError(
+                f"llm.max_tokens ({self.llm.max_tokens}) must be smaller than llm.n_ctx "
+                f"({self.llm.n_ctx}): the prompt needs the rest of the window"
+            )
+        for part in dataclasses.fields(self):
+            obj = getattr(self, part.name)
+            for name, typ in typing.get_type_hints(type(obj)).items():
+                _check_choice(getattr(obj, name), typ, f"{part.name}.{name}")
+
     def index_dir(self, name: str) -> Path:
         """Folder of the index called ``name``."""
         if not name or "/" in name or "\\" in name or name.startswith("."):
@@ -130,9 +165,52 @@ class Settings:
         return self.paths.indexes / name
 
 
+# Numbers outside these ranges mean nothing: (setting, test, what it must be).
+_RULES: tuple[tuple[str, typing.Callable[[Any], bool], str], ...] = (
+    ("embedder.batch_size", lambda v: v >= 1, "at least 1"),
+    ("embedder.max_tokens", lambda v: v >= 0, "0 (the model's window) or more"),
+    ("chunking.size", lambda v: v >= 1, "at least 1"),
+    ("chunking.overlap", lambda v: v >= 0, "0 or more"),
+    ("llm.n_ctx", lambda v: v >= 1, "at least 1"),
+    ("llm.threads", lambda v: v >= 0, "0 (all cores) or more"),
+    ("llm.max_tokens", lambda v: v >= 1, "at least 1"),
+    ("llm.temperature", lambda v: v >= 0, "0 or more"),
+    ("retrieval.top_k", lambda v: v >= 1, "at least 1"),
+    ("retrieval.keyword_weight", lambda v: 0 <= v <= 1, "between 0 and 1"),
+    ("retrieval.keyword_max_df", lambda v: 0 < v <= 1, "more than 0 and at most 1"),
+    ("retrieval.rrf_k", lambda v: v >= 0, "0 or more"),
+    ("retrieval.candidates", lambda v: v >= 1, "at least 1"),
+    ("retrieval.dedup", lambda v: 0 <= v <= 1, "between 0 (off) and 1"),
+    ("retrieval.neighbours", lambda v: v >= 0, "0 or more"),
+    ("ingest.max_delete_share", lambda v: 0 <= v <= 1, "between 0 and 1, e.g. 0.5"),
+    ("retrieval.ann_threshold", lambda v: v >= 1, "at least 1"),
+    ("retrieval.nprobe", lambda v: v >= 0, "0 (the tuned value) or more"),
+    ("answer.passages", lambda v: v >= 0, "0 (retrieval.top_k) or more"),
+    ("answer.min_confidence", lambda v: v == -1 or 0 <= v <= 1,
+     "-1 (the calibrated default) or between 0 and 1"),
+    ("answer.min_question_coverage", lambda v: 0 <= v <= 1, "between 0 and 1"),
+    ("answer.history_turns", lambda v: v >= 0, "0 or more"),
+    ("ingest.max_file_mb", lambda v: v > 0, "more than 0"),
+    ("ingest.workers", lambda v: v >= 0, "0 (one per CPU core) or more"),
+    ("ingest.timeout_s", lambda v: v > 0, "more than 0"),
+    ("ingest.memory_mb", lambda v: v >= 0, "0 (no cap) or more"),
+)
+
+
+def _check_choice(value: Any, typ: Any, key: str) -> None:
+    """Raise ConfigError when a choice setting (a Literal type) holds another value."""
+    if typing.get_origin(typ) is Literal and value not in typing.get_args(typ):
+        allowed = ", ".join(typing.get_args(typ))
+        raise ConfigError(f"setting {key} = {value!r}: use one of {allowed}")
+
+
 def _coerce(value: Any, typ: Any, key: str) -> Any:
     """Convert a TOML or environment value to the field's declared type."""
     origin = typing.get_origin(typ)
+    if origin is Literal:
+        value = value.strip().lower() if isinstance(value, str) else value
+        _check_choice(value, typ, key)
+        return value
     try:
         if typ is Path:
             return Path(value)
@@ -221,10 +299,5 @@ def load_settings(
         p = getattr(settings.paths, name)
         if not p.is_absolute():
             setattr(settings.paths, name, base / p)
-    if settings.chunking.overlap >= settings.chunking.size:
-        raise ConfigError("chunking.overlap must be smaller than chunking.size")
-    if not 0.0 <= settings.ingest.max_delete_share <= 1.0:
-        raise ConfigError("ingest.max_delete_share must be between 0 and 1, e.g. 0.5")
-    if settings.retrieval.top_k < 1:
-        raise ConfigError("retrieval.top_k must be at least 1")
+    settings.check()
     return settings

@@ -48,3 +48,21 @@ class HashEmbedder:
 
     def embed_query(self, text: str):
         return self.embed([text])[0]
+
+
+class ObedientModel:
+    """An answer model that says what it is told to, whatever the prompt: a model that
+    obeys an instruction injected into a document. Streams ``text`` a few characters at a
+    time, so links are split across pieces as a real model splits them."""
+
+    name, n_ctx, temperature = "obedient", 4096, 0.0
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def count_prompt_tokens(self, messages) -> int:  # noqa: ANN001
+        return sum(len(m["content"].split()) + 4 for m in messages)
+
+    def stream(self, messages, max_tokens: int):  # noqa: ANN001, ANN201
+        pieces = [self.text[i : i + 3] for i in range(0, len(self.text), 3)]
+        yield from pieces[:max_tokens]

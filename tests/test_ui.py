@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from conftest import CORPUS, ROOT
 from streamlit.testing.v1 import AppTest
@@ -70,3 +72,45 @@ def test_document_and_answer_text_is_shown_as_written():
     shown = snippet(page, (16, 20))
     assert shown.startswith("Claims use form") and ":orange-background[TR\\-7]" not in shown
     assert ":orange-background[TR-7]" in shown
+
+
+def test_a_file_named_like_a_markdown_image_is_shown_as_text(tmp_path, monkeypatch, embedder):
+    """An "offline" page must not fetch an image named by a file: its name is escaped."""
+    from ragpipe.pipeline import Pipeline
+    from ragpipe.settings import load_settings
+
+    docs = tmp_path / "docs"
+    folder = docs / "![x](https:" / "evil.example"  # the path reads ![x](https:/evil.example/…
+    folder.mkdir(parents=True)
+    (folder / "a.png).txt").write_text("Badges are renewed every year at the front desk.")
+    monkeypatch.setenv("RAGPIPE_PATHS_INDEXES", str(tmp_path / "indexes"))
+    monkeypatch.setenv("RAGPIPE_PATHS_MODELS", str(ROOT / "models"))
+    monkeypatch.setenv("RAGPIPE_LLM_MODEL", "smollm2-135m")
+    monkeypatch.setenv("RAGPIPE_LLM_N_CTX", "2048")
+    monkeypatch.setenv("RAGPIPE_LLM_MAX_TOKENS", "16")
+    monkeypatch.chdir(ROOT)
+    Pipeline(load_settings(), "default", embedder=embedder).ingest(docs)
+
+    at = AppTest.from_file(str(ROOT / "ui" / "app.py"), default_timeout=180)
+    at.run()
+    at.chat_input[0].set_value("How often are badges renewed?").run()
+    assert not at.exception, at.exception
+    shown = [md.value for md in at.chat_message[1].markdown]
+    source = [md for md in shown if "evil.example" in md]
+    assert source, shown  # the file is listed among the sources ...
+    for md in shown:  # ... and nothing on the page is a Markdown image or link
+        assert not re.search(r"(?<!\\)(!\[|\]\()", md), md
+
+
+def test_file_names_are_shown_without_markup_or_hidden_characters():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "ui"))
+    try:
+        from literal import file_name
+    finally:
+        sys.path.remove(str(ROOT / "ui"))
+    assert file_name("![x](https:/evil.example/a.png).txt, page 2") == (
+        "!\\[x\\](https\\:/evil.example/a.png).txt, page 2"
+    )
+    assert file_name("invoice\u202etxt.exe") == "invoice\\\\u202etxt.exe"

@@ -15,13 +15,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from pathlib import Path  # noqa: E402
 
 import streamlit as st  # noqa: E402
-from literal import literal, snippet  # noqa: E402  ui/literal.py (the script folder is on sys.path)
+from literal import file_name, literal, snippet  # noqa: E402  ui/literal.py (script folder)
 
 from ragpipe.embedding import SentenceTransformerEmbedder  # noqa: E402
 from ragpipe.errors import RagpipeError  # noqa: E402
 from ragpipe.generation import LlamaCppGenerator  # noqa: E402
 from ragpipe.models import resolve_gguf  # noqa: E402
 from ragpipe.pipeline import Pipeline  # noqa: E402
+from ragpipe.safety import StreamGuard  # noqa: E402
 from ragpipe.settings import Settings, load_settings  # noqa: E402
 from ragpipe.store import Store  # noqa: E402
 
@@ -94,7 +95,7 @@ def show_sources(answer_hits, citations=(), found: bool = True) -> None:
                 mark = "⚠️ cited, partly supported"
             else:
                 mark = "❌ cited, not supported by this passage"
-            st.markdown(f"**[{i}] {hit.location}** · score {hit.score:.2f} · {mark}")
+            st.markdown(f"**[{i}] {file_name(hit.location)}** · score {hit.score:.2f} · {mark}")
             span = next((c.span for c in cites if c.supported and c.span), None)
             local = (span[0] - hit.start, span[1] - hit.start) if span else None
             st.caption(snippet(hit.text, local))
@@ -145,9 +146,10 @@ if question:
             with st.spinner("Searching…"):
                 stream = pipe.stream(question, history)
             # Streamed as written too (st.write_stream would render it as Markdown).
-            shown, so_far = st.empty(), ""
+            # Links and markup are neutralized as the text streams, as in the checked answer.
+            shown, so_far, guard = st.empty(), "", StreamGuard([h.text for h in stream.hits])
             for piece in stream:
-                so_far += piece
+                so_far += guard.feed(piece)
                 shown.markdown(literal(so_far) + " ▌")
             answer = stream.answer
             # The checked answer replaces the stream: it may differ (withheld, citations

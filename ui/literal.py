@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from ragpipe.safety import terminal_safe
+
 _MD_INLINE = re.compile(r"([\\`*_\[\]<>$~|:])")
 _MD_BLOCK = re.compile(r"^(\d+)([.)])|^([#>+\-])")
 
@@ -41,3 +43,12 @@ def snippet(text: str, span: tuple[int, int] | None, limit: int = 600) -> str:
 def literal(text: str) -> str:
     """Text shown as written, one Markdown line per line of ``text``."""
     return "  \n".join(line(part) for part in text.splitlines() if part.strip())
+
+
+def file_name(text: str) -> str:
+    """A file name (or location) shown as written: no Markdown, no hidden characters.
+
+    A name like ``![x](https:/evil.example/a.png).txt`` must not make the page fetch an
+    image, and a right-to-left override must not disguise the extension.
+    """
+    return line(terminal_safe(text))

@@ -32,6 +32,7 @@ from ..prompts import (
     judge_messages,
     remove_invalid_citations,
 )
+from ..safety import guard_answer
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
@@ -126,6 +127,10 @@ class AnswerStream:
             if close:
                 close()  # releases the model's lock at once
         self._finish("".join(pieces), n_visible, first, logprobs, n_think)
+        # Checked or not, every generated answer leaves through here: links, images and HTML
+        # are neutralized (safety.py), whatever the passages told the model to write.
+        assert self._answer is not None
+        self._answer = guard_answer(self._answer)
 
     def _abstain(self, reason: str) -> None:
         elapsed = time.monotonic() - self._t0  # the not-found text is the first token

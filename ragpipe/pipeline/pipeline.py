@@ -18,7 +18,7 @@ from .. import models
 from ..chunking import Chunker, chunk_settings_key
 from ..datatypes import Answer, Hit, SyncStats
 from ..embedding import Embedder, SentenceTransformerEmbedder
-from ..errors import RagpipeError
+from ..errors import InvalidArgument, RagpipeError
 from ..filters import Filter
 from ..followup import history_messages, standalone_query
 from ..generation import Generator, LlamaCppGenerator
@@ -50,6 +50,7 @@ class Pipeline:
         store: Store | None = None,
     ) -> None:
         self.settings = settings or load_settings()
+        self.settings.check()  # also settings built or changed in code, before any model loads
         self.index_name = index
         self.store = store or Store(self.settings.index_dir(index))
         self.store.ann_threshold = self.settings.retrieval.ann_threshold
@@ -161,7 +162,11 @@ class Pipeline:
         ``shape=False`` returns the raw ranking (no dedup, neighbours or floor).
         """
         r = self.settings.retrieval
-        k = k or r.top_k
+        _check_question(question)
+        if k is None:
+            k = r.top_k
+        elif k < 1:
+            raise InvalidArgument(f"k = {k}: ask for at least 1 passage")
         self.store.check_embedder(self.embedder.name)
         self.store.nprobe = r.nprobe
         return Retriever(self.store, self.embedder, r).search(question, k, where, mode, shape)
@@ -181,6 +186,7 @@ class Pipeline:
         question; passages that do not fit are dropped whole, lowest ranked first.
         """
         a = self.settings.answer
+        _check_question(question)
         if hits is None:
             hits = self.search(query or question, k=a.passages or None)
         gen = self.generator
@@ -195,6 +201,7 @@ class Pipeline:
         follow-up question is made standalone for the search (``answer.rewrite``).
         """
         t0 = time.monotonic()
+        _check_question(question)
         a = self.settings.answer
         query = question
         if history:
@@ -223,3 +230,9 @@ class Pipeline:
         for _ in s:
             pass
         return s.answer
+
+
+def _check_question(question: str) -> None:
+    """Refuse an empty or blank question: there is nothing to search for or to answer."""
+    if not isinstance(question, str) or not question.strip():
+        raise InvalidArgument("the question is empty: type the question to search for or answer")
