@@ -196,10 +196,10 @@ class Composition:
 class ComposeConfig:
     """How close to the best unit another must score to join, and how long answers get."""
 
-    margin: float = 0.12  # join when score >= best - margin
-    tight: float = 0.04  # ... and, unless it adds a question word, score >= best - tight
+    margin: float = 0.10  # join when score >= best - margin
+    tight: float = 0.08  # ... and, unless it adds a question word, score >= best - tight
     floor: float = 0.25  # and at least this
-    max_units: int = 4  # scored units chosen (list and table blocks complete them)
+    max_units: int = 5  # scored units chosen (list and table blocks complete them)
     max_block_items: int = 12  # longest list or table given whole
     lexical_weight: float = 0.35  # share of the rarity-weighted word overlap in a unit's score
 
@@ -213,9 +213,9 @@ def score_units(
     word_weight: Mapping[str, float],
     lexical_weight: float,
 ) -> tuple[np.ndarray, list[frozenset[str]]]:
-    """Each unit's score (cosine with the question, blended with weighted word overlap)
-    and the question words it holds.
+    """Each unit's score, and the question words it holds.
 
+    The score is the cosine with the question blended with the weighted word overlap.
     A unit is embedded with its passage's heading and, for list items and table rows,
     the line that introduces them, so "- gloves" is read as PPE one must wear.
     """

@@ -21,10 +21,12 @@ a model; the model signals are passed in.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from .datatypes import Citation, Hit, Support
 
@@ -306,6 +308,37 @@ class Calibration:
 # better in-sample but not in 2-fold cross-validation, so the judge alone decides; the
 # threshold maximizes balanced accuracy (README, Grounded answers). It answers when P(yes) >= 0.31.
 CALIBRATION = Calibration(bias=-3.6826, weights={"judge": 10.521}, threshold=0.4018)
+
+# Calibrations per model and answer style, fitted by `python -m ragpipe.eval_answers --tune
+# RUN.json --save` (README: Grounded answers): a model never inherits another's thresholds.
+CALIBRATIONS_DIR = Path(__file__).parent / "calibrations"
+
+
+def calibration_file(model_name: str, style: str) -> Path:
+    """Where the calibration of ``model_name`` (its file name) in ``style`` is kept."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model_name).name.removesuffix(".gguf"))
+    return CALIBRATIONS_DIR / f"{stem.lower()}.{style}.json"
+
+
+def calibration_for(model_name: str, style: str) -> Calibration | None:
+    """The calibration fitted for this model and style, or None when there is none."""
+    path = calibration_file(model_name, style)
+    if path.is_file():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Calibration(data["bias"], data["weights"], data["threshold"])
+    if style == "extract" and "qwen2.5-coder-0.5b" in model_name.lower():
+        return CALIBRATION  # fitted before calibrations were kept per model
+    return None
+
+
+def save_calibration(cal: Calibration, model_name: str, style: str, note: str) -> Path:
+    """Write ``cal`` as the calibration of ``model_name`` in ``style``; returns the file."""
+    path = calibration_file(model_name, style)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"bias": cal.bias, "weights": dict(cal.weights), "threshold": cal.threshold,
+            "model": model_name, "style": style, "fitted": note}
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    return path
 
 
 def signals_for(

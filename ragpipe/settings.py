@@ -22,7 +22,7 @@ from .errors import ConfigError
 # lists the values), and the single list the code that reads them uses.
 RetrievalMode = Literal["dense", "bm25", "hybrid"]
 Fusion = Literal["convex", "rrf"]
-AnswerStyle = Literal["extract", "free"]
+AnswerStyle = Literal["compose", "extract", "free"]
 Rewrite = Literal["heuristic", "model", "off"]
 
 
@@ -89,9 +89,10 @@ class RetrievalSettings:
 class AnswerSettings:
     """How answers are asked for, checked and withheld (README: Grounded answers)."""
 
-    # "extract": a phrase copied from the passages; "free": brief prose.
-    style: AnswerStyle = "extract"
-    passages: int = 1  # best passages put in the prompt (0 = retrieval.top_k)
+    # "compose": the passages' own sentences, lists and rows that answer (compose.py);
+    # "extract": a phrase copied from the best passage; "free": brief prose by the model.
+    style: AnswerStyle = "compose"
+    passages: int = 0  # best passages answered from (0 = retrieval.top_k)
     check: bool = True  # check citations and withhold answers that fail the calibration
     judge: bool = True  # ask the model whether its answer holds (one short extra turn)
     min_confidence: float = -1.0  # answer when P(grounded) >= this; -1 = the calibrated default

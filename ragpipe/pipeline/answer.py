@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from ..datatypes import Answer, Citation, Hit, Support
 from ..generation import ThinkFilter, strip_think
 from ..grounding import (
-    CALIBRATION,
     SUPPORT_THRESHOLD,
+    Checked,
+    calibration_for,
     check_answer,
     complete_last_word,
     signals_for,
@@ -29,6 +31,7 @@ from ..prompts import (
     REFUSAL,
     FittedPrompt,
     cited_numbers,
+    compose_judge_messages,
     judge_messages,
     remove_invalid_citations,
 )
@@ -77,12 +80,17 @@ class AnswerStream:
         settings = self.pipeline.settings
         a = settings.answer
         if not self.hits:
-            self._abstain("no passages")
+            self._abstain(Reason.NO_PASSAGES)
             yield NOT_FOUND
             return
         if self.coverage is not None and self.coverage < a.min_question_coverage:
-            self._abstain("not relevant")
+            self._abstain(Reason.NOT_RELEVANT)
             yield NOT_FOUND
+            return
+        if a.style == "compose":
+            yield from self._composed()
+            assert self._answer is not None
+            self._answer = guard_answer(self._answer)
             return
         gen = self.pipeline.generator
         visible_max = settings.llm.max_tokens
@@ -132,7 +140,68 @@ class AnswerStream:
         assert self._answer is not None
         self._answer = guard_answer(self._answer)
 
-    def _abstain(self, reason: str) -> None:
+    def _composed(self) -> Iterator[str]:
+        """The "compose" style: the passages' own sentences that answer, then the judge.
+
+        The composed text needs no model, so it streams at once; the model then judges
+        whether it answers the question (one short turn), and ``decide`` withholds it
+        when the calibrated confidence is too low.
+        """
+        a = self.pipeline.settings.answer
+        comp = self.pipeline.compose(self.query, self.hits)
+        first = time.monotonic() - self._t0
+        timings = {"first_token_s": first}
+        if not comp.text:
+            self._abstain(Reason.UNSUPPORTED)
+            yield NOT_FOUND
+            return
+        yield comp.text
+        timings["compose_s"] = first
+        checked = check_answer(comp.text, self.hits)
+        judge = None
+        gen = self.pipeline.generator
+        yes_probability = getattr(gen, "yes_probability", None)
+        if a.check and a.judge and yes_probability is not None:
+            judge = yes_probability(compose_judge_messages(self.query, comp.text))
+        signals = signals_for(
+            1.0 if self.coverage is None else self.coverage, self.hits, checked, (), judge
+        )
+        signals["unit_best"] = comp.best
+        confidence, threshold = self._confidence(signals)
+        reason = decide(False, checked, confidence, threshold) if a.check else Reason.ANSWERED
+        self._answer = self._answer_from(checked, reason, signals, confidence, timings)
+
+    def _answer_from(
+        self,
+        checked: Checked,
+        reason: Reason,
+        signals: dict[str, float],
+        confidence: float | None,
+        timings: dict[str, float],
+        refused: bool = False,
+        **extra: object,
+    ) -> Answer:
+        support = Support(
+            checked.support.citations, checked.support.supported, checked.support.unsupported,
+            checked.support.uncited_sentences,
+            None if confidence is None else round(confidence, 4),
+        )
+        timings["total_s"] = time.monotonic() - self._t0
+        return Answer(
+            question=self.question, hits=self.hits, dropped=self.fitted.dropped,
+            prompt_tokens=self.fitted.tokens, timings=timings, query=self.query,
+            token_parts=dict(self.fitted.parts), also_retrieved=self.also_retrieved,
+            text=NOT_FOUND if reason else checked.text,
+            citations=() if reason else checked.citations,
+            found=not reason,
+            support=support,
+            abstain_reason=reason.value,
+            withheld=checked.text if reason and not refused else "",
+            signals=signals,
+            **extra,  # type: ignore[arg-type]
+        )
+
+    def _abstain(self, reason: Reason) -> None:
         elapsed = time.monotonic() - self._t0  # the not-found text is the first token
         self._answer = Answer(
             question=self.question,
@@ -143,7 +212,7 @@ class AnswerStream:
             prompt_tokens=self.fitted.tokens,
             found=False,
             timings={"first_token_s": elapsed, "total_s": elapsed},
-            abstain_reason=reason,
+            abstain_reason=reason.value,
             query=self.query,
             token_parts=dict(self.fitted.parts),
             also_retrieved=self.also_retrieved,
@@ -196,35 +265,31 @@ class AnswerStream:
             1.0 if self.coverage is None else self.coverage, self.hits, checked, logprobs, judge,
             self._report.get("refusal_p"),
         )
-        # Without the signals it was fitted on (judge off, or a generator without it) the
-        # calibration does not apply: then only the support check can withhold.
-        confidence = CALIBRATION.probability(signals) if CALIBRATION.applies(signals) else None
-        threshold = a.min_confidence if a.min_confidence >= 0 else CALIBRATION.threshold
-        if refused:
-            reason = "model"
-        elif checked.best_score < SUPPORT_THRESHOLD:
-            reason = "unsupported"  # no passage backs the draft: never shown as an answer
-        elif confidence is not None and confidence < threshold:
-            reason = "uncertain"
-        else:
-            reason = ""
-        support = Support(
-            checked.support.citations, checked.support.supported, checked.support.unsupported,
-            checked.support.uncited_sentences,
-            None if confidence is None else round(confidence, 4),
+        confidence, threshold = self._confidence(signals)
+        reason = decide(refused, checked, confidence, threshold)
+        self._answer = self._answer_from(
+            checked, reason, signals, confidence, timings, refused,
+            answer_tokens=n_tokens, think_tokens=n_think,
         )
-        timings["total_s"] = time.monotonic() - self._t0
         timings["check_s"] = timings["total_s"] - timings["generate_s"]
-        self._answer = Answer(
-            text=NOT_FOUND if reason else checked.text,
-            citations=() if reason else checked.citations,
-            found=not reason,
-            support=support,
-            abstain_reason=reason,
-            withheld=checked.text if reason and not refused else "",
-            signals=signals,
-            **common,  # type: ignore[arg-type]
+
+    def _confidence(self, signals: dict[str, float]) -> tuple[float | None, float]:
+        """Calibrated P(answerable) for this model and style, and the threshold to answer.
+
+        Without the signals the calibration was fitted on (judge off, a backend that
+        cannot give it, or no calibration for this model) there is no confidence: then
+        only the support check can withhold.
+        """
+        a = self.pipeline.settings.answer
+        calibration = calibration_for(self.pipeline.generator.name, a.style)
+        confidence = (
+            calibration.probability(signals)
+            if calibration is not None and calibration.applies(signals) else None
         )
+        threshold = a.min_confidence if a.min_confidence >= 0 else (
+            calibration.threshold if calibration is not None else 0.5
+        )
+        return confidence, threshold
 
     @property
     def answer(self) -> Answer:
@@ -232,3 +297,35 @@ class AnswerStream:
         if self._answer is None:
             raise RuntimeError("iterate the stream to the end before reading .answer")
         return self._answer
+
+
+class Reason(StrEnum):
+    """Why ragpipe answered "not found" (ANSWERED: it did not)."""
+
+    ANSWERED = ""
+    NO_PASSAGES = "no passages"  # retrieval found nothing
+    NOT_RELEVANT = "not relevant"  # no passage covers the question's rare words
+    MODEL = "model"  # the model itself said the passages do not answer
+    UNSUPPORTED = "unsupported"  # no passage backs the answer's text
+    UNCERTAIN = "uncertain"  # calibrated confidence below the threshold
+
+
+def decide(
+    refused: bool,
+    checked: Checked,
+    confidence: float | None,
+    threshold: float,
+) -> Reason:
+    """The one decision to answer or to say "not found", after the answer was drafted.
+
+    The relevance gate (``NO_PASSAGES``, ``NOT_RELEVANT``) runs earlier, before the model
+    is asked. Without a confidence (no judge, or a backend that cannot give one) only the
+    support check can withhold.
+    """
+    if refused:
+        return Reason.MODEL
+    if checked.best_score < SUPPORT_THRESHOLD:
+        return Reason.UNSUPPORTED  # no passage backs the draft: never shown as an answer
+    if confidence is not None and confidence < threshold:
+        return Reason.UNCERTAIN
+    return Reason.ANSWERED

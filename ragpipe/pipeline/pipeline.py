@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import models
 from ..chunking import Chunker, chunk_settings_key
+from ..compose import Composition, compose, idf_weights
 from ..datatypes import Answer, Hit, SyncStats
 from ..embedding import Embedder, SentenceTransformerEmbedder
 from ..errors import InvalidArgument, RagpipeError
@@ -25,7 +26,7 @@ from ..generation import Generator, LlamaCppGenerator
 from ..grounding import content_words, question_coverage
 from ..ingest import READER_VERSION
 from ..prompts import FittedPrompt, fit_prompt
-from ..retrieval import Retriever
+from ..retrieval import Retriever, embed_query
 from ..settings import Settings, load_settings
 from ..store import Store
 from .answer import AnswerStream
@@ -215,8 +216,20 @@ class Pipeline:
             # Not relevant: answered "not found" without loading the model for the prompt.
             unasked = FittedPrompt([], passages, (), 0, 0)
             return AnswerStream(self, question, unasked, t0, query, rest, coverage)
+        if a.style == "compose":
+            # The answer is selected from the passages (compose.py); the model only judges.
+            unprompted = FittedPrompt([], passages, (), 0, 0)
+            return AnswerStream(self, question, unprompted, t0, query, rest, coverage)
         fitted = self.prepare(question, history, hits=passages, query=query)
         return AnswerStream(self, question, fitted, t0, query, rest, coverage)
+
+    def compose(self, question: str, passages: Sequence[Hit]) -> Composition:
+        """The passages' units that answer ``question``, written out with citations."""
+        words = list(dict.fromkeys(content_words(question)))
+        counts, n = self.store.term_counts(words)
+        query_vector = embed_query(self.embedder, question)
+        return compose(question, passages, self.embedder.embed, query_vector,
+                       idf_weights(words, counts, n))
 
     def question_coverage(self, question: str, passages: Sequence[Hit]) -> float:
         """The best passage's share of the question's words, weighted by their rarity here."""
