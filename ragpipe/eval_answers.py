@@ -360,7 +360,24 @@ def rescore(records: Sequence[dict[str, Any]], calibration: Any) -> dict[str, fl
 
 # The signals a run records (grounding.signals_for), which --tune may fit on.
 FEATURES = ("judge", "refusal_p", "q_cover", "support", "cited", "lp_mean", "lp_min",
-            "lp_first", "answer_words", "retrieval")
+            "lp_first", "answer_words", "retrieval", "unit_best")
+
+
+def sweep(records: Sequence[dict[str, Any]], calibration: Any) -> list[dict[str, float]]:
+    """Answerable questions answered and unanswerable ones abstained, per threshold.
+
+    Over the records that have signals (any run format): the trade-off a threshold makes.
+    """
+    rows = [r for r in records if r.get("signals")]
+    probs = sorted({round(calibration.probability(r["signals"]), 3) for r in rows})
+    out = []
+    for t in probs:
+        ans = [calibration.probability(r["signals"]) >= t for r in rows if r["answerable"]]
+        una = [calibration.probability(r["signals"]) < t for r in rows if not r["answerable"]]
+        out.append({"threshold": t,
+                    "false_not_found": round(1 - sum(ans) / len(ans), 3) if ans else 0.0,
+                    "not_found_ok": round(sum(una) / len(una), 3) if una else 0.0})
+    return out
 
 
 def cross_validate(records: Sequence[dict[str, Any]], features: Sequence[str]) -> dict:
@@ -379,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     import argparse
 
-    from .grounding import CALIBRATION
+    from .grounding import CALIBRATION, calibration_for, save_calibration
 
     p = argparse.ArgumentParser(prog="python -m ragpipe.eval_answers", description=__doc__)
     what = p.add_mutually_exclusive_group(required=True)
@@ -390,14 +407,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="re-decide a run's abstentions with the current calibration")
     p.add_argument("--features", default="judge",
                    help=f"signals --tune fits on, comma-separated (of {', '.join(FEATURES)})")
+    p.add_argument("--save", action="store_true",
+                   help="with --tune: keep the fit as the calibration of the run's model and "
+                        "answer style (ragpipe/calibrations/), used from then on")
     args = p.parse_args(argv)
     run_ = json.loads(Path(args.tune or args.rescore).read_text(encoding="utf-8"))
     features = [f.strip() for f in args.features.split(",") if f.strip()]
     unknown = [f for f in features if f not in FEATURES]
     if unknown:
         p.error(f"--features: unknown signal(s) {', '.join(unknown)} (of {', '.join(FEATURES)})")
-    cal = fit_calibration(run_["records"], features) if args.tune else CALIBRATION
+    settings = run_.get("settings", {})
+    model, style = settings.get("model", ""), settings.get("answer", {}).get("style", "extract")
+    if args.tune:
+        cal = fit_calibration(run_["records"], features)
+    else:
+        cal = calibration_for(model, style) or CALIBRATION
     print(cal)
+    if args.save and args.tune:
+        note = f"{Path(args.tune).name}: {run_.get('dataset')}, {len(run_['records'])} questions"
+        print("saved as", save_calibration(cal, model, style, note))
+    if run_.get("kind") == "workplace":
+        print("threshold sweep:", json.dumps(sweep(run_["records"], cal)))
+        return 0
     print("in sample:" if args.tune else "current calibration:", json.dumps(
         {k: round(v, 4) for k, v in rescore(run_["records"], cal).items()}))
     if args.tune:

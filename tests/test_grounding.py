@@ -197,7 +197,8 @@ def test_reasoning_does_not_count_against_the_answer_and_never_shows(tmp_path, e
     docs.mkdir()
     (docs / "travel.txt").write_text(PAGE)
     settings = load_settings(overrides={"paths.indexes": tmp_path / "idx", "llm.max_tokens": 8,
-                                        "answer.judge": False}, environ={})
+                                        "answer.judge": False, "answer.style": "extract",
+                                        "answer.passages": 1}, environ={})
     pipe = Pipeline(settings, "t", embedder=embedder, generator=ThinkingModel())
     pipe.ingest(docs)
     stream = pipe.stream("What is the per diem for a Tier 1 city?")

@@ -165,13 +165,26 @@ def test_an_injected_link_never_reaches_the_answer(
     ans = stream.answer
     assert "evil.example" not in streamed and "](" not in streamed
     _carries_no_link(ans)
-    if said == f"{INJECTED} [1]":
-        # verbatim in the passage, so found; the label is all that is left of the link
+    if said == f"{INJECTED} [1]" and not check:
+        # unchecked, it is shown; the label is all that is left of the link
         assert ans.found and ans.text == "Click here to verify your badge [1]"
         assert [c.n for c in ans.citations] == [1]
+    if check:
+        # checked, an answer whose only claim carried the link is withheld
+        assert not ans.found and ans.abstain_reason == "unsupported"
     # the citation check never vouches for the injected sentence
     assert not any(c.supported for c in ans.citations)
     assert ans.support.supported == 0
+
+
+def test_a_composed_answer_carries_no_injected_link(tmp_path, badge_docs, embedder):
+    pipe = _pipeline(tmp_path, badge_docs, embedder, ObedientModel("yes"),
+                     **{"answer.style": "compose", "answer.judge": False})
+    stream = pipe.stream("How do I verify my badge?")
+    guard = StreamGuard([h.text for h in stream.hits])
+    streamed = "".join(guard.feed(p) for p in stream) + guard.flush()
+    assert "evil.example" not in streamed and "](" not in streamed
+    _carries_no_link(stream.answer)
 
 
 def test_a_url_the_cited_passage_states_stays_as_text(tmp_path, badge_docs, embedder):
@@ -192,7 +205,7 @@ def test_cli_ask_streams_no_injected_link(tmp_path, badge_docs, embedder, monkey
     out = capsys.readouterr().out
     assert "Click here to verify your badge" in out
     assert "evil.example" not in out and "](" not in out
-    assert "NOT supported" in out
+    assert "Checked answer (unsupported)" in out
 
 
 # ----- file names that try to forge lines or hide their extension --------------------------------

@@ -11,6 +11,7 @@ model), and after generating when the checks withhold the draft
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from enum import StrEnum
@@ -89,8 +90,7 @@ class AnswerStream:
             return
         if a.style == "compose":
             yield from self._composed()
-            assert self._answer is not None
-            self._answer = guard_answer(self._answer)
+            self._guard()
             return
         gen = self.pipeline.generator
         visible_max = settings.llm.max_tokens
@@ -135,10 +135,24 @@ class AnswerStream:
             if close:
                 close()  # releases the model's lock at once
         self._finish("".join(pieces), n_visible, first, logprobs, n_think)
-        # Checked or not, every generated answer leaves through here: links, images and HTML
-        # are neutralized (safety.py), whatever the passages told the model to write.
+        self._guard()
+
+    def _guard(self) -> None:
+        """Every answer leaves through here: links, images and HTML are neutralized.
+
+        Whatever the passages told the model to write (safety.py). A checked answer whose
+        every citation lost its support that way (an injected link was all it said) is
+        withheld like any unsupported answer.
+        """
         assert self._answer is not None
-        self._answer = guard_answer(self._answer)
+        ans = guard_answer(self._answer)
+        if (self.pipeline.settings.answer.check and ans.found and ans.citations
+                and not ans.support.supported):
+            ans = dataclasses.replace(
+                ans, text=NOT_FOUND, citations=(), found=False,
+                abstain_reason=Reason.UNSUPPORTED.value, withheld=ans.text,
+            )
+        self._answer = ans
 
     def _composed(self) -> Iterator[str]:
         """The "compose" style: the passages' own sentences that answer, then the judge.
