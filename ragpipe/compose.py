@@ -21,6 +21,7 @@ is verbatim in its passage, so the citation check finds its exact span.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -56,6 +57,38 @@ class Unit:
     def text(self, passages: Sequence[Hit]) -> str:
         """The unit's text as it stands in its passage."""
         return passages[self.passage].text[self.start : self.end]
+
+
+def merge_adjacent(hits: Sequence[Hit]) -> list[Hit]:
+    """Overlapping or touching chunks of one page joined into one passage, best first.
+
+    Chunks overlap by design, and a sentence cut at a chunk's edge is a fragment in each;
+    joined, it is whole again. The joined passage keeps the best chunk's id and score,
+    its rank, and exact offsets (``page_text[start:end] == text`` still holds).
+    """
+    merged: list[Hit] = []
+    for h in hits:
+        for i, m in enumerate(merged):
+            if (m.source, m.page) != (h.source, h.page):
+                continue
+            if h.start <= m.end and m.start <= h.end:
+                merged[i] = _join(m, h)
+                break
+        else:
+            merged.append(h)
+    # a join can make two earlier passages touch; repeat until stable
+    return merged if len(merged) == len(hits) else merge_adjacent(merged)
+
+
+def _join(a: Hit, b: Hit) -> Hit:
+    first, second = (a, b) if a.start <= b.start else (b, a)
+    text = first.text + second.text[max(0, first.end - second.start):]
+    if second.end <= first.end:
+        text = first.text
+    return dataclasses.replace(
+        a, text=text, start=first.start, end=max(first.end, second.end),
+        score=max(a.score, b.score),
+    )
 
 
 def _lines(text: str) -> list[tuple[int, int]]:
@@ -112,7 +145,7 @@ def split_units(passages: Sequence[Hit]) -> list[Unit]:
                 i += 1
                 continue
             table_block = -1
-            if _is_heading(line, nxt_line):
+            if _is_heading(line, nxt_line) or _is_numbered_title(line, nxt_line):
                 context = line.strip()
                 list_block = -1
                 i += 1
@@ -127,7 +160,7 @@ def split_units(passages: Sequence[Hit]) -> list[Unit]:
                         or nxt.lstrip().startswith("|") or _MD_HEADING.match(nxt)
                         or _UNDERLINE.match(nxt)):
                     break
-                if m and _indent(nxt) <= base:
+                if m and _indent(nxt) <= base and not nxt.lstrip()[:1].islower():
                     break
                 j += 1
             start, end = a + _indent(line), spans[j - 1][1]
@@ -151,7 +184,28 @@ def split_units(passages: Sequence[Hit]) -> list[Unit]:
                     else:
                         units.append(Unit(p, start + s, start + e, "sentence", -1, context))
             i = j
-    return units
+    return _mark_fragments(units, passages)
+
+
+def _mark_fragments(units: list[Unit], passages: Sequence[Hit]) -> list[Unit]:
+    """Sentences cut by a passage's edge become "fragment" units, never answered with.
+
+    A passage that starts inside a sentence begins with a lower-case word or a comma; one
+    that stops inside a sentence ends without a full stop.
+    """
+    out = list(units)
+    for p in range(len(passages)):
+        idx = [i for i, u in enumerate(out) if u.passage == p]
+        if not idx:
+            continue
+        first, last = out[idx[0]], out[idx[-1]]
+        head = first.text(passages).lstrip()[:1]
+        if first.kind == "sentence" and (head.islower() or head in ",;)"):
+            out[idx[0]] = dataclasses.replace(first, kind="fragment")
+        tail = last.text(passages).rstrip()[-1:]
+        if last.kind == "sentence" and tail not in '.!?:;)"\'':
+            out[idx[-1]] = dataclasses.replace(out[idx[-1]], kind="fragment")
+    return out
 
 
 # A row as ingest renders tables (ingest.text.render_rows): "Column: value; Column: value".
@@ -164,6 +218,23 @@ def _is_heading(line: str, next_line: str) -> bool:
     if not words or len(words) > 10 or line.rstrip()[-1:] in ".:;!?,":
         return False
     return not next_line.strip() or bool(_UNDERLINE.match(next_line))
+
+
+_NUMBERED = re.compile(r"^\s*\d{1,2}(?:\.\d{1,2})*\.?\s+\S")
+
+
+def _is_numbered_title(line: str, next_line: str) -> bool:
+    """A numbered section title ("9. Travel insurance and safety") with text under it.
+
+    Told apart from a numbered list item: no sentence end, at most eight words, and the
+    next line is not another numbered line.
+    """
+    words = line.split()
+    return (
+        bool(_NUMBERED.match(line)) and 2 <= len(words) <= 9
+        and line.rstrip()[-1:] not in ".:;!?,"
+        and not _NUMBERED.match(next_line) and bool(next_line.strip())
+    )
 
 
 def _indent(line: str) -> int:
@@ -266,9 +337,10 @@ def select(
     unit) that the units chosen so far lack: a second part of the question gets its
     answer, a near-repeat of the first part does not.
     """
-    if not len(units):
+    usable = [i for i, u in enumerate(units) if u.kind != "fragment"]
+    if not usable:
         return []
-    order = [int(i) for i in np.argsort(-scores, kind="stable")]
+    order = sorted(usable, key=lambda i: -scores[i])
     best = float(scores[order[0]])
     chosen: list[int] = []
     covered: set[str] = set()
@@ -288,7 +360,7 @@ def select(
         u = units[i]
         if u.block < 0:
             continue
-        members = [j for j, v in enumerate(units) if v.block == u.block]
+        members = [j for j, v in enumerate(units) if v.block == u.block and v.kind != "fragment"]
         if u.kind == "row":
             # a row stands for itself; a pipe table's row needs its header to be read
             out.update(j for j in members if units[j].kind == "header")
@@ -304,6 +376,8 @@ def render(passages: Sequence[Hit], units: Sequence[Unit], picked: Sequence[int]
     Sentences run on as prose; a list's lead-in ends its line and items follow as "- "
     lines; table rows keep their header. Each passage's part ends with its marker [n].
     """
+    with_rows = {units[i].block for i in picked if units[i].kind == "row"}
+    picked = [i for i in picked if units[i].kind != "header" or units[i].block in with_rows]
     by_passage: dict[int, list[int]] = {}
     for i in picked:
         by_passage.setdefault(units[i].passage, []).append(i)

@@ -100,6 +100,9 @@ class AnswerSettings:
     # question's content words, each weighted by its rarity in the index (grounding.
     # question_coverage; 0.12: SQuAD v2 answerable questions were all at 0.17 or more).
     min_question_coverage: float = 0.12
+    # "compose": say "not found" when no sentence of the passages scores this close to the
+    # question (compose.score_units; README: Answers employees can use).
+    min_unit_score: float = 0.25
     rewrite: Rewrite = "heuristic"  # how follow-ups are made standalone (followup.py)
     history_turns: int = 2  # earlier question/answer pairs kept in the prompt
 
@@ -190,6 +193,7 @@ _RULES: tuple[tuple[str, typing.Callable[[Any], bool], str], ...] = (
     ("answer.min_confidence", lambda v: v == -1 or 0 <= v <= 1,
      "-1 (the calibrated default) or between 0 and 1"),
     ("answer.min_question_coverage", lambda v: 0 <= v <= 1, "between 0 and 1"),
+    ("answer.min_unit_score", lambda v: -1 <= v <= 1, "between -1 and 1"),
     ("answer.history_turns", lambda v: v >= 0, "0 or more"),
     ("ingest.max_file_mb", lambda v: v > 0, "more than 0"),
     ("ingest.workers", lambda v: v >= 0, "0 (one per CPU core) or more"),

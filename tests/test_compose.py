@@ -111,3 +111,33 @@ def test_units_far_below_the_best_are_left_out():
     units = C.split_units(p)
     scores = np.array([0.9, 0.3, 0.2])
     assert C.select(units, scores, C.ComposeConfig(margin=0.1, floor=0.25)) == [0]
+
+
+def test_overlapping_chunks_of_a_page_are_joined_with_exact_offsets():
+    page = "Air travel is booked in economy class. Business class is allowed only above 6 hours."
+    a = Hit(1, page[0:50], "t.pdf", 2, 0, 50, 0.9)
+    b = Hit(2, page[40:], "t.pdf", 2, 40, len(page), 0.8)
+    other = Hit(3, page[40:], "t.pdf", 3, 40, len(page), 0.7)
+    merged = C.merge_adjacent([a, other, b])
+    assert len(merged) == 2
+    assert merged[0].text == page and (merged[0].start, merged[0].end) == (0, len(page))
+    assert merged[0].chunk_id == 1 and merged[1] is other
+
+
+def test_sentences_cut_by_a_passage_edge_are_never_answered_with():
+    p = [hit("to Brussels, Paris or Frankfurt. Business class needs 6 hours. Economy is the")]
+    units = C.split_units(p)
+    assert [u.kind for u in units] == ["fragment", "sentence", "fragment"]
+    scores = np.array([0.9, 0.5, 0.9])
+    assert C.select(units, scores, C.ComposeConfig()) == [1]
+
+
+def test_a_numbered_section_title_ends_the_list_above_it():
+    text = ("A complete claim contains:\n - the trip reference,\n - the receipts.\n"
+            "9. Travel insurance and safety\nAll employees are insured.")
+    p = [hit(text)]
+    units = C.split_units(p)
+    items = [u for u in units if u.kind == "item"]
+    assert len(items) == 2
+    last = units[-1]
+    assert last.kind == "sentence" and last.context == "9. Travel insurance and safety"

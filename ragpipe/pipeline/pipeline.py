@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import models
 from ..chunking import Chunker, chunk_settings_key
-from ..compose import Composition, compose, idf_weights
+from ..compose import Composition, compose, idf_weights, merge_adjacent
 from ..datatypes import Answer, Hit, SyncStats
 from ..embedding import Embedder, SentenceTransformerEmbedder
 from ..errors import InvalidArgument, RagpipeError
@@ -218,7 +218,7 @@ class Pipeline:
             return AnswerStream(self, question, unasked, t0, query, rest, coverage)
         if a.style == "compose":
             # The answer is selected from the passages (compose.py); the model only judges.
-            unprompted = FittedPrompt([], passages, (), 0, 0)
+            unprompted = FittedPrompt([], tuple(merge_adjacent(passages)), (), 0, 0)
             return AnswerStream(self, question, unprompted, t0, query, rest, coverage)
         fitted = self.prepare(question, history, hits=passages, query=query)
         return AnswerStream(self, question, fitted, t0, query, rest, coverage)
