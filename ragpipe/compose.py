@@ -275,23 +275,12 @@ class ComposeConfig:
     lexical_weight: float = 0.35  # share of the rarity-weighted word overlap in a unit's score
 
 
-def score_units(
-    question: str,
-    passages: Sequence[Hit],
-    units: Sequence[Unit],
-    embed: Callable[[Sequence[str]], np.ndarray],
-    query_vector: np.ndarray,
-    word_weight: Mapping[str, float],
-    lexical_weight: float,
-) -> tuple[np.ndarray, list[frozenset[str]]]:
-    """Each unit's score, and the question words it holds.
+def unit_texts(passages: Sequence[Hit], units: Sequence[Unit]) -> list[str]:
+    """What each unit is scored as: its text, its heading and its list's lead-in.
 
-    The score is the cosine with the question blended with the weighted word overlap.
-    A unit is embedded with its passage's heading and, for list items and table rows,
-    the line that introduces them, so "- gloves" is read as PPE one must wear.
+    A list item or table row is read with the line that introduces it, so "- gloves" is
+    read as PPE one must wear.
     """
-    if not units:
-        return np.zeros(0), []
     lead_of: dict[int, str] = {}
     for u in units:
         if u.kind in ("lead", "header", "labels") and u.block not in lead_of:
@@ -303,11 +292,28 @@ def score_units(
             t = f"{lead_of[u.block]} {t}"
         heading = u.context or passages[u.passage].heading
         texts.append(f"{heading}: {t}" if heading else t)
-    vectors = embed(texts)
+    return texts
+
+
+def score_units(
+    question: str,
+    texts: Sequence[str],
+    vectors: np.ndarray,
+    query_vector: np.ndarray,
+    word_weight: Mapping[str, float],
+    lexical_weight: float,
+) -> tuple[np.ndarray, list[frozenset[str]]]:
+    """Each unit's score for ``question``, and the question words it holds.
+
+    The score is the cosine of the unit's vector with the question's, blended with the
+    share of the question's words (weighted by rarity) the unit holds.
+    """
+    if not len(texts):
+        return np.zeros(0), []
     cos = vectors @ query_vector
     words = list(dict.fromkeys(content_words(question)))
     total = sum(word_weight.get(w, 0.0) for w in words)
-    lex = np.zeros(len(units))
+    lex = np.zeros(len(texts))
     covers = []
     for i, t in enumerate(texts):
         have = set(content_words(t))
@@ -316,6 +322,22 @@ def score_units(
         if total > 0:
             lex[i] = sum(word_weight.get(w, 0.0) for w in hit_words) / total
     return (1 - lexical_weight) * cos + lexical_weight * lex, covers
+
+
+# A question that asks several things: "how long …, how often …, and where …?",
+# "how many days do I get, and can I carry them over?", or two sentences.
+_PART_BREAK = re.compile(
+    r"(?:[?;]\s+|,\s*(?:and\s+)?|\s+and\s+)(?=(?:how|what|which|who|whom|where|when|why|"
+    r"can|could|do|does|did|is|are|was|were|will|would|should|must|may|if)\b)",
+    re.IGNORECASE,
+)
+
+
+def question_parts(question: str) -> list[str]:
+    """The parts of a question that asks several things (the question itself when one)."""
+    parts = [p.strip(" ,;?") for p in _PART_BREAK.split(question.strip())]
+    parts = [p for p in parts if len(content_words(p)) >= 1]
+    return parts if len(parts) > 1 else [question]
 
 
 def idf_weights(words: Sequence[str], counts: Mapping[str, int], n: int) -> dict[str, float]:
@@ -329,6 +351,7 @@ def select(
     scores: np.ndarray,
     config: ComposeConfig,
     covers: Sequence[frozenset[str]] | None = None,
+    anchors: Sequence[int] = (),
 ) -> list[int]:
     """Indexes of the units to answer with: the best, those close to it, whole blocks.
 
@@ -355,6 +378,7 @@ def select(
         chosen.append(i)
         if covers is not None:
             covered |= covers[i]
+    chosen += [i for i in anchors if i not in chosen]
     out = set(chosen)
     for i in chosen:
         u = units[i]
@@ -416,16 +440,36 @@ def compose(
     question: str,
     passages: Sequence[Hit],
     embed: Callable[[Sequence[str]], np.ndarray],
-    query_vector: np.ndarray,
+    embed_query: Callable[[str], np.ndarray],
     word_weight: Mapping[str, float],
     config: ComposeConfig | None = None,
 ) -> Composition:
-    """Select the passages' units that answer ``question`` and write them out, cited."""
+    """Select the passages' units that answer ``question`` and write them out, cited.
+
+    A question of several parts ("how many days …, and can I carry them over?") is also
+    scored part by part, and each part's best unit joins the answer: every part gets its
+    answer even when one part's units outscore the other's.
+    """
     config = config or ComposeConfig()
     units = split_units(passages)
-    scores, covers = score_units(question, passages, units, embed, query_vector, word_weight,
+    if not units:
+        return Composition("", (), (), 0.0, ())
+    texts = unit_texts(passages, units)
+    vectors = embed(texts)
+    scores, covers = score_units(question, texts, vectors, embed_query(question), word_weight,
                                  config.lexical_weight)
-    picked = select(units, scores, config, covers)
+    anchors = []
+    parts = question_parts(question)
+    if len(parts) > 1:
+        for part in parts:
+            part_scores, _ = score_units(part, texts, vectors, embed_query(part), word_weight,
+                                         config.lexical_weight)
+            usable = [i for i, u in enumerate(units) if u.kind != "fragment"]
+            if usable:
+                best = max(usable, key=lambda i: part_scores[i])
+                if part_scores[best] >= config.floor:
+                    anchors.append(best)
+    picked = select(units, scores, config, covers, anchors)
     if not picked:
         return Composition("", (), (), 0.0, ())
     text, used = render(passages, units, picked, scores)

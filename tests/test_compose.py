@@ -100,7 +100,7 @@ def test_composed_answers_are_verbatim_and_their_citations_check():
     passages = [hit(CLAIM, 1), hit(TABLE, 2, source="hotels.md")]
     emb = HashEmbedder(256)
     q = "what must a complete TR-7 claim contain?"
-    comp = C.compose(q, passages, emb.embed, emb.embed_query(q), {})
+    comp = C.compose(q, passages, emb.embed, emb.embed_query, {})
     assert "the cost centre" in comp.text and "the client code" in comp.text
     checked = check_answer(comp.text, passages)
     assert checked.citations and all(c.supported for c in checked.citations)
@@ -141,3 +141,12 @@ def test_a_numbered_section_title_ends_the_list_above_it():
     assert len(items) == 2
     last = units[-1]
     assert last.kind == "sentence" and last.context == "9. Travel insurance and safety"
+
+
+def test_questions_of_several_parts_are_split_into_them():
+    assert C.question_parts("How many days of leave do I get, and can I carry them over?") == [
+        "How many days of leave do I get", "can I carry them over"]
+    assert len(C.question_parts(
+        "how long does my pw need to be, how often do i have to change it, and where should "
+        "I keep my passwords?")) == 3
+    assert C.question_parts("What PPE do I need?") == ["What PPE do I need?"]

@@ -227,8 +227,8 @@ class Pipeline:
         """The passages' units that answer ``question``, written out with citations."""
         words = list(dict.fromkeys(content_words(question)))
         counts, n = self.store.term_counts(words)
-        query_vector = embed_query(self.embedder, question)
-        return compose(question, passages, self.embedder.embed, query_vector,
+        return compose(question, passages, self.embedder.embed,
+                       lambda text: embed_query(self.embedder, text),
                        idf_weights(words, counts, n))
 
     def question_coverage(self, question: str, passages: Sequence[Hit]) -> float:
