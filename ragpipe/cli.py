@@ -264,6 +264,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
             print(f"searched for: {_safe(ans.query)}")
         if ans.signals:
             print("signals: " + ", ".join(f"{k} {v:.2f}" for k, v in ans.signals.items()))
+        caps = pipe.generator.capabilities
+        print(f"model {_safe(pipe.generator.name)} ({llm.backend}"
+              + (f" at {_safe(caps.endpoint)}" if caps.endpoint else "")
+              + ("" if caps.exact_token_count else "; prompt tokens estimated, never below "
+                 "the real count") + ")")
+        for note in ans.degraded:
+            print(f"note: {note}")
     return 0
 
 
@@ -296,6 +303,7 @@ def _answer_json(ans) -> dict:  # noqa: ANN001
         "answer_tokens": ans.answer_tokens,
         "think_tokens": ans.think_tokens,
         "timings": ans.timings,
+        "degraded": list(ans.degraded),
     }
 
 

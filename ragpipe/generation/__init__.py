@@ -10,6 +10,7 @@ and ``copying`` (copy-constrained decoding). The Pipeline picks the backend from
 from .base import Capabilities, Generator, Message
 from .copying import CopyConstraint, plain
 from .llamacpp import LlamaCppGenerator
+from .openai import OpenAIGenerator
 from .think import ThinkFilter, strip_think
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "Generator",
     "LlamaCppGenerator",
     "Message",
+    "OpenAIGenerator",
     "ThinkFilter",
     "plain",
     "strip_think",
