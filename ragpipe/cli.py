@@ -31,6 +31,11 @@ def _safe(text: object) -> str:
     return terminal_safe(str(text))
 
 
+def _safe_lines(text: str) -> str:
+    """Lines for the terminal, each made safe (a model file's metadata is untrusted)."""
+    return "\n".join(_safe(line) for line in text.splitlines())
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ragpipe", description="Offline question answering over your own documents."
@@ -103,9 +108,14 @@ def _parser() -> argparse.ArgumentParser:
     ep.add_argument("--json", type=Path, default=None, metavar="OUT",
                     help="also write the figures as JSON to OUT ('-' for stdout)")
 
-    mp = sub.add_parser("models", help="prepare or list the default models")
-    mp.add_argument("action", choices=["prepare", "list"])
+    mp = sub.add_parser("models", help="prepare, list or describe the models")
+    mp.add_argument("action", choices=["prepare", "list", "info"])
+    mp.add_argument("model", nargs="?", default=None,
+                    help="info: a catalogue name or GGUF path (default: the configured model)")
     mp.add_argument("--all", action="store_true", help="prepare every known model")
+    mp.add_argument("--json", action="store_true", help="info: print the card as JSON")
+    mp.add_argument("--no-hash", action="store_true",
+                    help="info: skip the file's SHA-256 (seconds per gigabyte)")
     return p
 
 
@@ -377,6 +387,18 @@ def cmd_models(args: argparse.Namespace) -> int:
     from . import models
 
     settings = _settings(args)
+    if args.action == "info":
+        from .pipeline import Pipeline
+
+        if args.model:  # a GGUF file, whatever llm.backend says
+            settings.llm.backend, settings.llm.model = "llama_cpp", args.model
+        card = Pipeline(settings).model_card(sha256=not args.no_hash)
+        print(json.dumps(card, indent=2) if args.json else _safe_lines(models.format_card(card)))
+        return 0
+    if args.model:
+        print(f"ragpipe: error: a model name goes with `models info` only, not {args.action}",
+              file=sys.stderr)
+        return 2
     if args.action == "list":
         for m in models.KNOWN.values():
             try:

@@ -18,7 +18,7 @@ from pathlib import Path
 from .. import models
 from ..chunking import Chunker, chunk_settings_key
 from ..datatypes import Answer, Hit, SyncStats
-from ..embedding import Embedder, SentenceTransformerEmbedder
+from ..embedding import Embedder, SentenceTransformerEmbedder, embedder_card
 from ..errors import ConfigError, InvalidArgument, RagpipeError
 from ..filters import Filter
 from ..followup import history_messages, standalone_query
@@ -86,6 +86,23 @@ class Pipeline:
             local_only = p.local_only or recorded != "false"
             check_destination(endpoint, self.index_name, local_only, p.trusted_hosts)
         return self._generator
+
+    def model_card(self, sha256: bool = True) -> dict:
+        """What answers and embeds here, for `ragpipe models info` and the UI; nothing loads.
+
+        The answer model's card (models.model_card), or what its server reports, and the
+        embedder's (embedding.embedder_card).
+        """
+        s = self.settings
+        card: dict = {"backend": s.llm.backend, "n_ctx": s.llm.n_ctx,
+                      "embedder": embedder_card(s.embedder.model)}
+        if s.llm.backend == "openai":
+            gen = build_generator(s)
+            assert isinstance(gen, OpenAIGenerator)
+            card["answer_model"] = {"model": s.llm.model, "server": gen.server_info()}
+        else:
+            card["answer_model"] = models.model_card(s.llm.model, s.paths.models, sha256)
+        return card
 
     def chunker(self) -> Chunker:
         """A chunker sized for the embedder's window."""
