@@ -88,8 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     sp = with_index(sub.add_parser("report", help="outcome of every file read into an index"))
     sp.add_argument("--format", choices=["table", "json", "csv"], default="table")
 
-    ep = sub.add_parser("eval", help="measure retrieval or answers on a dataset")
-    ep.add_argument("what", choices=["retrieval", "answers"])
+    ep = sub.add_parser("eval", help="measure retrieval or answers on a dataset, or compare "
+                                     "models' answers")
+    ep.add_argument("what", choices=["retrieval", "answers", "compare"])
+    ep.add_argument("--model", action="append", default=[], metavar="[LABEL=]MODEL[@URL]",
+                    help="compare: a model to run (repeatable): a catalogue name or GGUF path, "
+                         "or MODEL@BASE_URL for a model on an OpenAI-compatible server")
     ep.add_argument("--dataset", type=Path, required=True,
                     help="BEIR folder, SQuAD .json, .jsonl/.csv of question -> expected source, "
                          "or (answers) a workplace questions.jsonl with key_points")
@@ -119,9 +123,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _settings(args: argparse.Namespace):  # noqa: ANN202
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    """The --set SECTION.KEY=VALUE items."""
     from .errors import ConfigError
-    from .settings import load_settings
 
     overrides = {}
     for item in args.set:
@@ -129,7 +133,13 @@ def _settings(args: argparse.Namespace):  # noqa: ANN202
         if not sep or not key.strip():
             raise ConfigError(f"--set takes SECTION.KEY=VALUE, not {item!r}")
         overrides[key.strip()] = value
-    return load_settings(args.config, overrides=overrides)
+    return overrides
+
+
+def _settings(args: argparse.Namespace):  # noqa: ANN202
+    from .settings import load_settings
+
+    return load_settings(args.config, overrides=_overrides(args))
 
 
 def _pipeline(args: argparse.Namespace):  # noqa: ANN202
@@ -424,38 +434,59 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_answers(args: argparse.Namespace) -> int:
-    from . import eval_answers, eval_workplace
+    from .eval_compare import format_answer_report, run_answer_eval
 
     def progress(stage: str, done: int, total: int) -> None:
         if stage == "questions" and sys.stderr.isatty():
             print(f"\r{done}/{total}", end="\n" if done == total else "", file=sys.stderr,
                   flush=True)
 
-    if eval_workplace.is_workplace_set(args.dataset):
-        result = eval_workplace.run(
-            _settings(args), args.dataset, args.index, args.limit, progress
-        )
-        print(eval_workplace.format_report(result))
-    else:
-        result = eval_answers.run(
-            _settings(args), args.dataset, args.n, args.seed, args.offset, progress
-        )
-        print(eval_answers.format_report(result))
+    result = run_answer_eval(_settings(args), args.dataset, args.index, args.limit, args.n,
+                             args.seed, args.offset, progress)
+    print(format_answer_report(result))
+    _write_json(args, result)
+    return 0
+
+
+def cmd_eval_compare(args: argparse.Namespace) -> int:
+    from .eval_compare import compare, format_table, parse_model
+
+    specs = [parse_model(m) for m in args.model]
+
+    def progress(stage: str) -> None:
+        if sys.stderr.isatty():
+            what = "index" if stage == "index" else f"model {stage}"
+            print(f"ragpipe: {what} …", file=sys.stderr, flush=True)
+
+    result = compare(args.config, _overrides(args), args.dataset, specs, args.index, args.limit,
+                     args.n, args.seed, args.offset, progress)
+    out = sys.stderr if args.json is not None and str(args.json) == "-" else sys.stdout
+    print(_safe_lines(format_table(result)), file=out)
+    _write_json(args, result)
+    return 0 if all("result" in r for r in result["models"]) else 1
+
+
+def _write_json(args: argparse.Namespace, result: object) -> None:
+    """--json OUT: the figures as JSON to OUT, or to stdout for '-'."""
     if args.json is not None:
         text = json.dumps(result, indent=1)
         if str(args.json) == "-":
             print(text)
         else:
             args.json.write_text(text + "\n", encoding="utf-8")
-    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import format_table, run_retrieval_eval
     from .retrieval import MODES
 
+    if args.model and args.what != "compare":
+        print("ragpipe: error: --model goes with `eval compare`", file=sys.stderr)
+        return 2
     if args.what == "answers":
         return cmd_eval_answers(args)
+    if args.what == "compare":
+        return cmd_eval_compare(args)
     settings = _settings(args)
     if args.mode in (None, ""):
         modes: list[str | None] = [None]
