@@ -337,6 +337,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"index      {args.index} ({_safe(pipe.store.path)})")
     print(f"folder     {_safe(meta.get('root', '?'))}")
     print(f"embedder   {_safe(meta.get('embedder', '?'))}")
+    # where its passages may be sent (privacy.py): the stricter of the index and the setting
+    opened = meta.get("local_only") == "false" and not pipe.settings.privacy.local_only
+    print("passages   " + ("may be sent to llm.base_url" if opened else
+                           "local only (loopback or privacy.trusted_hosts)"))
     for key in ("files", "documents", "chunks", "vectors", "failed", "stale", "generation"):
         print(f"{key:<10} {st[key]}")
     print(f"last sync  {last}")

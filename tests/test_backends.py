@@ -363,3 +363,18 @@ def test_an_unset_api_key_variable_is_named(tmp_path):
                                          "llm.api_key_env": "RAGPIPE_TEST_NO_SUCH_KEY"})
     with pytest.raises(ConfigError, match="RAGPIPE_TEST_NO_SUCH_KEY.*not set"):
         build_generator(settings)
+
+
+def test_status_says_where_passages_may_go(tmp_path, docs, embedder, capsys):
+    from ragpipe.cli import main
+
+    Pipeline(settings_for(tmp_path), "t", embedder=embedder).ingest(docs)
+    base = ["--set", f"paths.indexes={tmp_path / 'idx'}"]
+    assert main([*base, "status", "--index", "t"]) == 0
+    assert "passages   local only" in capsys.readouterr().out
+    opened = settings_for(tmp_path, **{"privacy.local_only": False})
+    Pipeline(opened, "t", embedder=embedder).sync(docs)
+    assert main([*base, "--set", "privacy.local_only=false", "status", "--index", "t"]) == 0
+    assert "passages   may be sent to llm.base_url" in capsys.readouterr().out
+    assert main([*base, "status", "--index", "t"]) == 0  # the setting is stricter again
+    assert "passages   local only" in capsys.readouterr().out
