@@ -26,8 +26,10 @@ class StubServer:
         hang_s: float = 0.0,
         counting: str = "",  # "", "llama-server" or "vllm"
         model: str = "stub-reasoner",
+        raw: bytes | None = None,  # sent as the whole body of every chat reply
     ) -> None:
         self.reply, self.reasoning, self.judge_top = list(reply), list(reasoning), judge_top
+        self.raw = raw
         self.error, self.hang_s, self.counting, self.model = error, hang_s, counting, model
         self.requests: list[tuple[str, dict]] = []
         stub = self
@@ -57,7 +59,11 @@ class StubServer:
                     time.sleep(stub.hang_s)
                     return
                 if self.path == "/v1/chat/completions":
-                    if stub.error:
+                    if stub.raw is not None:
+                        self.send_response(200)
+                        self.end_headers()
+                        self.wfile.write(stub.raw)
+                    elif stub.error:
                         self._json(*stub.error)
                     elif body.get("stream"):
                         self._stream()

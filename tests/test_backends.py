@@ -194,6 +194,20 @@ def test_server_errors_become_one_actionable_line(error, words):
         assert len(stub.chats()) == (2 if error[0] == 503 else 1)
 
 
+def test_a_reply_that_is_not_the_api_is_named():
+    with StubServer(raw=b"data: {\"choices\": [{\"delta\": {\"content\": \"EUR\"}}]}\n\n"
+                        b"data: {oops\n\n") as stub:
+        gen = OpenAIGenerator(stub.url, "m")
+        with pytest.raises(ModelServerError, match="unexpected event.*OpenAI-compatible"):
+            list(gen.stream(MSGS, 8))
+    with StubServer(raw=b"<html>Sign in to the proxy</html>") as stub:
+        gen = OpenAIGenerator(stub.url, "m")
+        with pytest.raises(ModelServerError, match="unexpected reply"):
+            gen.yes_probability(MSGS)
+        with pytest.raises(ModelServerError, match="closed the stream before the answer"):
+            list(gen.stream(MSGS, 8))  # no event at all, and the retry is no better
+
+
 @pytest.mark.e2e
 def test_a_prompt_too_long_for_the_real_server(llama_server):
     gen = OpenAIGenerator(llama_server, "smollm2", n_ctx=2048)
@@ -378,3 +392,14 @@ def test_status_says_where_passages_may_go(tmp_path, docs, embedder, capsys):
     assert "passages   may be sent to llm.base_url" in capsys.readouterr().out
     assert main([*base, "status", "--index", "t"]) == 0  # the setting is stricter again
     assert "passages   local only" in capsys.readouterr().out
+
+
+def test_a_server_without_log_probabilities_leaves_the_judge_out_visibly(
+        tmp_path, docs, embedder):
+    with StubServer(reply=["EUR", " 95", " per", " day", " [1]"], judge_top=()) as stub:
+        pipe = Pipeline(settings_for(tmp_path), "t", embedder=embedder,
+                        generator=OpenAIGenerator(stub.url, "m"))
+        pipe.ingest(docs)
+        ans = pipe.ask(Q)
+    assert ans.found and DEGRADED["judge"] in ans.degraded
+    assert "judge" not in ans.signals and ans.support.confidence is None

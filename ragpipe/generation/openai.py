@@ -27,6 +27,7 @@ exceeded, API key refused, timeout. A connection that fails, or a server that an
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import re
@@ -206,9 +207,11 @@ class OpenAIGenerator:
         return ModelServerError(f"the model server at {self.base_url} answered HTTP {code}: "
                                 f"{message}")
 
-    def _post(self, path: str, body: dict) -> dict:
-        with self._open(self.base_url + path, body) as resp:
-            return json.load(resp)
+    def _unexpected(self, what: str, exc: Exception) -> ModelServerError:
+        return ModelServerError(
+            f"the model server at {self.base_url} sent an unexpected {what} ({exc!r}): is "
+            "llm.base_url an OpenAI-compatible API root?"
+        )
 
     def served_models(self) -> list[str]:
         """The model names the server lists (empty when it lists none or fails)."""
@@ -221,7 +224,10 @@ class OpenAIGenerator:
     def server_info(self) -> dict[str, Any]:
         """What the server reports about itself: its models and, for llama-server, /props."""
         with self._open(self.base_url + "/models") as resp:
-            info: dict[str, Any] = {"base_url": self.base_url, "models": json.load(resp)}
+            try:
+                info: dict[str, Any] = {"base_url": self.base_url, "models": json.load(resp)}
+            except ValueError as exc:
+                raise self._unexpected("model list", exc) from None
         try:
             with self._open(self.root + "/props", quiet=True) as resp:
                 props = json.load(resp)
@@ -274,11 +280,13 @@ class OpenAIGenerator:
                     yield event
             except TimeoutError:
                 raise self._timeout() from None
-            except json.JSONDecodeError as exc:
+            except (OSError, http.client.HTTPException) as exc:
                 raise ModelServerError(
-                    f"the model server at {self.base_url} sent a malformed event ({exc}): is "
-                    "llm.base_url an OpenAI-compatible API?"
+                    f"the model server at {self.base_url} broke off the answer ({exc!r}): see "
+                    "the server's log"
                 ) from None
+            except (ValueError, AttributeError) as exc:
+                raise self._unexpected("event", exc) from None
         if finished:
             return
         if not events:
@@ -335,16 +343,17 @@ class OpenAIGenerator:
     def yes_probability(self, messages: Sequence[Message]) -> float | None:
         """P("yes") / (P("yes") + P("no")) of the first reply token, from its top_logprobs."""
         body = self._body(messages, 1, logprobs=True, top_logprobs=20)
-        with self._send(body) as resp:
-            reply = json.load(resp)
-        choice = (reply.get("choices") or [{}])[0]
-        scored = (choice.get("logprobs") or {}).get("content") or []
-        top = scored[0].get("top_logprobs") or [] if scored else []
         p = {"yes": 0.0, "no": 0.0}
-        for t in top:
-            word = str(t.get("token", "")).strip().lower()
-            if word in p:
-                p[word] += math.exp(float(t.get("logprob", -math.inf)))
+        with self._send(body) as resp:
+            try:
+                choice = (json.load(resp).get("choices") or [{}])[0]
+                scored = (choice.get("logprobs") or {}).get("content") or []
+                for t in scored[0].get("top_logprobs") or [] if scored else []:
+                    word = str(t.get("token", "")).strip().lower()
+                    if word in p:
+                        p[word] += math.exp(float(t.get("logprob", -math.inf)))
+            except (ValueError, AttributeError, TypeError, IndexError) as exc:
+                raise self._unexpected("reply", exc) from None
         total = p["yes"] + p["no"]
         return p["yes"] / total if total > 0 else None
 
@@ -353,6 +362,12 @@ class OpenAIGenerator:
         """Prompt tokens: exact where the server counts a chat, else conservative."""
         if not self.counting:
             self.counting = self._find_counting()
+        try:
+            return self._count(messages)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise self._unexpected(f"reply to counting tokens ({self.counting})", exc) from None
+
+    def _count(self, messages: Sequence[Message]) -> int:
         if self.counting == "vllm":
             body = {"model": self.model, "messages": list(messages),
                     "add_generation_prompt": True}
