@@ -31,6 +31,11 @@ def _safe(text: object) -> str:
     return terminal_safe(str(text))
 
 
+def _safe_lines(text: str) -> str:
+    """Lines for the terminal, each made safe (a model file's metadata is untrusted)."""
+    return "\n".join(_safe(line) for line in text.splitlines())
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ragpipe", description="Offline question answering over your own documents."
@@ -83,8 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     sp = with_index(sub.add_parser("report", help="outcome of every file read into an index"))
     sp.add_argument("--format", choices=["table", "json", "csv"], default="table")
 
-    ep = sub.add_parser("eval", help="measure retrieval or answers on a dataset")
-    ep.add_argument("what", choices=["retrieval", "answers"])
+    ep = sub.add_parser("eval", help="measure retrieval or answers on a dataset, or compare "
+                                     "models' answers")
+    ep.add_argument("what", choices=["retrieval", "answers", "compare"])
+    ep.add_argument("--model", action="append", default=[], metavar="[LABEL=]MODEL[@URL]",
+                    help="compare: a model to run (repeatable): a catalogue name or GGUF path, "
+                         "or MODEL@BASE_URL for a model on an OpenAI-compatible server")
     ep.add_argument("--dataset", type=Path, required=True,
                     help="BEIR folder, SQuAD .json, .jsonl/.csv of question -> expected source, "
                          "or (answers) a workplace questions.jsonl with key_points")
@@ -103,15 +112,20 @@ def _parser() -> argparse.ArgumentParser:
     ep.add_argument("--json", type=Path, default=None, metavar="OUT",
                     help="also write the figures as JSON to OUT ('-' for stdout)")
 
-    mp = sub.add_parser("models", help="prepare or list the default models")
-    mp.add_argument("action", choices=["prepare", "list"])
+    mp = sub.add_parser("models", help="prepare, list or describe the models")
+    mp.add_argument("action", choices=["prepare", "list", "info"])
+    mp.add_argument("model", nargs="?", default=None,
+                    help="info: a catalogue name or GGUF path (default: the configured model)")
     mp.add_argument("--all", action="store_true", help="prepare every known model")
+    mp.add_argument("--json", action="store_true", help="info: print the card as JSON")
+    mp.add_argument("--no-hash", action="store_true",
+                    help="info: skip the file's SHA-256 (seconds per gigabyte)")
     return p
 
 
-def _settings(args: argparse.Namespace):  # noqa: ANN202
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    """The --set SECTION.KEY=VALUE items."""
     from .errors import ConfigError
-    from .settings import load_settings
 
     overrides = {}
     for item in args.set:
@@ -119,7 +133,13 @@ def _settings(args: argparse.Namespace):  # noqa: ANN202
         if not sep or not key.strip():
             raise ConfigError(f"--set takes SECTION.KEY=VALUE, not {item!r}")
         overrides[key.strip()] = value
-    return load_settings(args.config, overrides=overrides)
+    return overrides
+
+
+def _settings(args: argparse.Namespace):  # noqa: ANN202
+    from .settings import load_settings
+
+    return load_settings(args.config, overrides=_overrides(args))
 
 
 def _pipeline(args: argparse.Namespace):  # noqa: ANN202
@@ -264,6 +284,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
             print(f"searched for: {_safe(ans.query)}")
         if ans.signals:
             print("signals: " + ", ".join(f"{k} {v:.2f}" for k, v in ans.signals.items()))
+        caps = pipe.generator.capabilities
+        print(f"model {_safe(pipe.generator.name)} ({llm.backend}"
+              + (f" at {_safe(caps.endpoint)}" if caps.endpoint else "")
+              + ("" if caps.exact_token_count else "; prompt tokens estimated, never below "
+                 "the real count") + ")")
+        for note in ans.degraded:
+            print(f"note: {note}")
     return 0
 
 
@@ -296,6 +323,7 @@ def _answer_json(ans) -> dict:  # noqa: ANN001
         "answer_tokens": ans.answer_tokens,
         "think_tokens": ans.think_tokens,
         "timings": ans.timings,
+        "degraded": list(ans.degraded),
     }
 
 
@@ -309,6 +337,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"index      {args.index} ({_safe(pipe.store.path)})")
     print(f"folder     {_safe(meta.get('root', '?'))}")
     print(f"embedder   {_safe(meta.get('embedder', '?'))}")
+    # where its passages may be sent (privacy.py): the stricter of the index and the setting
+    opened = meta.get("local_only") == "false" and not pipe.settings.privacy.local_only
+    print("passages   " + ("may be sent to llm.base_url" if opened else
+                           "local only (loopback or privacy.trusted_hosts)"))
     for key in ("files", "documents", "chunks", "vectors", "failed", "stale", "generation"):
         print(f"{key:<10} {st[key]}")
     print(f"last sync  {last}")
@@ -369,6 +401,18 @@ def cmd_models(args: argparse.Namespace) -> int:
     from . import models
 
     settings = _settings(args)
+    if args.action == "info":
+        from .pipeline import Pipeline
+
+        if args.model:  # a GGUF file, whatever llm.backend says
+            settings.llm.backend, settings.llm.model = "llama_cpp", args.model
+        card = Pipeline(settings).model_card(sha256=not args.no_hash)
+        print(json.dumps(card, indent=2) if args.json else _safe_lines(models.format_card(card)))
+        return 0
+    if args.model:
+        print(f"ragpipe: error: a model name goes with `models info` only, not {args.action}",
+              file=sys.stderr)
+        return 2
     if args.action == "list":
         for m in models.KNOWN.values():
             try:
@@ -394,38 +438,59 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_answers(args: argparse.Namespace) -> int:
-    from . import eval_answers, eval_workplace
+    from .eval_compare import format_answer_report, run_answer_eval
 
     def progress(stage: str, done: int, total: int) -> None:
         if stage == "questions" and sys.stderr.isatty():
             print(f"\r{done}/{total}", end="\n" if done == total else "", file=sys.stderr,
                   flush=True)
 
-    if eval_workplace.is_workplace_set(args.dataset):
-        result = eval_workplace.run(
-            _settings(args), args.dataset, args.index, args.limit, progress
-        )
-        print(eval_workplace.format_report(result))
-    else:
-        result = eval_answers.run(
-            _settings(args), args.dataset, args.n, args.seed, args.offset, progress
-        )
-        print(eval_answers.format_report(result))
+    result = run_answer_eval(_settings(args), args.dataset, args.index, args.limit, args.n,
+                             args.seed, args.offset, progress)
+    print(format_answer_report(result))
+    _write_json(args, result)
+    return 0
+
+
+def cmd_eval_compare(args: argparse.Namespace) -> int:
+    from .eval_compare import compare, format_table, parse_model
+
+    specs = [parse_model(m) for m in args.model]
+
+    def progress(stage: str) -> None:
+        if sys.stderr.isatty():
+            what = "index" if stage == "index" else f"model {stage}"
+            print(f"ragpipe: {what} …", file=sys.stderr, flush=True)
+
+    result = compare(args.config, _overrides(args), args.dataset, specs, args.index, args.limit,
+                     args.n, args.seed, args.offset, progress)
+    out = sys.stderr if args.json is not None and str(args.json) == "-" else sys.stdout
+    print(_safe_lines(format_table(result)), file=out)
+    _write_json(args, result)
+    return 0 if all("result" in r for r in result["models"]) else 1
+
+
+def _write_json(args: argparse.Namespace, result: object) -> None:
+    """--json OUT: the figures as JSON to OUT, or to stdout for '-'."""
     if args.json is not None:
         text = json.dumps(result, indent=1)
         if str(args.json) == "-":
             print(text)
         else:
             args.json.write_text(text + "\n", encoding="utf-8")
-    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import format_table, run_retrieval_eval
     from .retrieval import MODES
 
+    if args.model and args.what != "compare":
+        print("ragpipe: error: --model goes with `eval compare`", file=sys.stderr)
+        return 2
     if args.what == "answers":
         return cmd_eval_answers(args)
+    if args.what == "compare":
+        return cmd_eval_compare(args)
     settings = _settings(args)
     if args.mode in (None, ""):
         modes: list[str | None] = [None]

@@ -164,6 +164,9 @@ class Answer:
     # Retrieved but not given to the model (answer.passages < retrieval.top_k): with a
     # not-found answer, these and ``hits`` are the closest passages to read.
     also_retrieved: tuple[Hit, ...] = ()
+    # What the answer model's backend could not do for this answer (e.g. no judge, so no
+    # calibrated abstention): pipeline/answer.py DEGRADED, shown by `ask --explain` and the UI.
+    degraded: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

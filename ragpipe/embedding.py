@@ -7,11 +7,13 @@ The model loads on first use, from local files only.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -160,3 +162,36 @@ class SentenceTransformerEmbedder:
     def embed_query(self, text: str) -> np.ndarray:
         """One normalized query vector."""
         return self.embed([text])[0]
+
+
+def embedder_card(model: str = MINILM) -> dict[str, Any]:
+    """The embedder's name, vector dimension, window and licence, from its folder's files.
+
+    Read from the sentence-transformers configuration (modules.json, the Pooling and Dense
+    modules' config.json, sentence_bert_config.json) and the README's front matter, so
+    no model is loaded.
+    """
+    path = resolve_model_path(model)
+
+    def config(rel: str) -> dict:
+        f = path / rel
+        return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
+
+    modules = json.loads((path / "modules.json").read_text()) if (
+        path / "modules.json").is_file() else []
+    dim = None
+    for m in modules:  # the last module that sets the dimension decides
+        if m.get("type", "").endswith("Pooling"):
+            dim = config(f"{m['path']}/config.json").get("word_embedding_dimension", dim)
+        elif m.get("type", "").endswith("Dense"):
+            dim = config(f"{m['path']}/config.json").get("out_features", dim)
+    readme = path / "README.md"
+    front = readme.read_text(encoding="utf-8", errors="replace")[:2000] if readme.is_file() else ""
+    licence = re.search(r"^license:\s*(\S+)", front, re.M)
+    return {
+        "name": SentenceTransformerEmbedder(model).name,
+        "path": str(path),
+        "dim": dim,
+        "window": config("sentence_bert_config.json").get("max_seq_length"),
+        "licence": licence.group(1) if licence else "",
+    }

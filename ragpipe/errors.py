@@ -43,6 +43,14 @@ class ModelNotFound(RagpipeError):
     """A model file or folder is missing, incomplete or corrupt."""
 
 
+class ModelServerError(RagpipeError):
+    """A model server could not be reached, timed out, or refused a request."""
+
+
+class PrivacyRefused(RagpipeError):
+    """A local_only index's passages would be sent to a model server that is not local."""
+
+
 class ConfigError(RagpipeError):
     """A setting in ragpipe.toml or the environment is invalid."""
 

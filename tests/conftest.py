@@ -86,3 +86,61 @@ def small_llm():
 
     path = models.resolve_gguf("smollm2-135m", ROOT / "models")
     return LlamaCppGenerator(path, n_ctx=2048, threads=2)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    """llama-cpp-python's OpenAI-compatible server with SmolLM2-135M on a free loopback port.
+
+    Yields its API root (http://127.0.0.1:PORT/v1); the server is stopped at the end.
+    """
+    import importlib.util
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from ragpipe import models
+
+    missing = [m for m in ("fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.fail(f"llama-cpp-python's server needs {', '.join(missing)}: "
+                    "pip install -e '.[dev]' (the server extra)")
+    path = models.resolve_gguf("smollm2-135m", ROOT / "models")
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--host", "127.0.0.1",
+           "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--seed", "42",
+           "--verbose", "False"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited ({proc.returncode}): "
+                            f"{log.read_text(errors='replace')[-2000:]}")
+            try:
+                with urllib.request.urlopen(base + "/models", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("llama_cpp.server did not answer within 120 s")
+                time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ragpipe.generation import Capabilities
+
 
 class HashEmbedder:
     """Bag-of-words hashed into a fixed number of dimensions, L2-normalized.
@@ -56,6 +58,7 @@ class ObedientModel:
     time, so links are split across pieces as a real model splits them."""
 
     name, n_ctx, temperature = "obedient", 4096, 0.0
+    capabilities = Capabilities()  # text only, in-process
 
     def __init__(self, text: str) -> None:
         self.text = text

@@ -6,7 +6,7 @@ import pytest
 from conftest import ROOT
 
 from ragpipe.datatypes import Hit
-from ragpipe.generation import ThinkFilter, strip_think
+from ragpipe.generation import Capabilities, ThinkFilter, strip_think
 from ragpipe.grounding import (
     CALIBRATION,
     check_answer,
@@ -179,6 +179,7 @@ class ThinkingModel:
     """An obedient fake reasoning model: long reasoning, then a short cited answer."""
 
     name, n_ctx, temperature = "fake-reasoner", 4096, 0.0
+    capabilities = Capabilities()  # text only, in-process
 
     def count_prompt_tokens(self, messages):
         return sum(len(m["content"].split()) + 4 for m in messages)

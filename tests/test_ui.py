@@ -114,3 +114,18 @@ def test_file_names_are_shown_without_markup_or_hidden_characters():
         "!\\[x\\](https\\:/evil.example/a.png).txt, page 2"
     )
     assert file_name("invoice\u202etxt.exe") == "invoice\\\\u202etxt.exe"
+
+
+def test_the_page_answers_through_a_server_and_says_what_it_lacks(ui_env, monkeypatch,
+                                                                  llama_server):
+    """The page builds the model the settings name (here a server), as the CLI does."""
+    monkeypatch.setenv("RAGPIPE_LLM_BACKEND", "openai")
+    monkeypatch.setenv("RAGPIPE_LLM_BASE_URL", llama_server)
+    at = AppTest.from_file(str(ROOT / "ui" / "app.py"), default_timeout=180)
+    at.run()
+    at.chat_input[0].set_value("Which form do I use to claim travel expenses?").run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    captions = " ".join(c.value for c in at.chat_message[1].caption)
+    assert "copy-constrained extraction unavailable for this backend" in captions
+    assert "travel-policy.pdf" in " ".join(md.value for md in at.chat_message[1].markdown)

@@ -19,9 +19,7 @@ from literal import file_name, literal, snippet  # noqa: E402  ui/literal.py (sc
 
 from ragpipe.embedding import SentenceTransformerEmbedder  # noqa: E402
 from ragpipe.errors import RagpipeError  # noqa: E402
-from ragpipe.generation import LlamaCppGenerator  # noqa: E402
-from ragpipe.models import resolve_gguf  # noqa: E402
-from ragpipe.pipeline import Pipeline  # noqa: E402
+from ragpipe.pipeline import Pipeline, build_generator  # noqa: E402
 from ragpipe.safety import StreamGuard  # noqa: E402
 from ragpipe.settings import Settings, load_settings  # noqa: E402
 from ragpipe.store import Store  # noqa: E402
@@ -36,9 +34,12 @@ def shared_embedder(model: str, batch_size: int, max_tokens: int) -> SentenceTra
 
 
 @st.cache_resource(show_spinner=False)
-def shared_generator(path: str, n_ctx: int, threads: int, temperature: float, seed: int):
-    """One model instance per process; its lock serializes generations across sessions."""
-    return LlamaCppGenerator(Path(path), n_ctx, threads, temperature, seed)
+def shared_generator(key: str, _settings: Settings):
+    """One answer model per process and ``key`` (the llm settings), shared by all sessions.
+
+    An in-process model's lock serializes generations across sessions.
+    """
+    return build_generator(_settings)
 
 
 @st.cache_resource(show_spinner=False)
@@ -49,11 +50,10 @@ def shared_store(path: str) -> Store:
 
 def pipeline(settings: Settings, index: str) -> Pipeline:
     """A Pipeline over the shared components (cheap: built on every rerun)."""
-    e, g = settings.embedder, settings.llm
+    e = settings.embedder
     generator = None
     try:
-        gguf = resolve_gguf(g.model, settings.paths.models)
-        generator = shared_generator(str(gguf), g.n_ctx, g.threads, g.temperature, g.seed)
+        generator = shared_generator(f"{settings.llm!r} {settings.paths.models}", settings)
     except RagpipeError:
         pass  # the Pipeline raises it again, with its message, when a question is asked
     return Pipeline(
@@ -162,6 +162,8 @@ if question:
             elif s.confidence is not None:
                 st.caption(f"Support: {s.verdict} · {s.supported}/{s.citations} citations "
                            f"supported · confidence {s.confidence:.2f}")
+            for note in answer.degraded:  # what this answer model's backend cannot do
+                st.caption(f"Note: {note}.")
             # With "not found", the closest passages include those not given to the model.
             shown_hits = answer.hits + (() if answer.found else answer.also_retrieved)
             show_sources(shown_hits, answer.citations, answer.found)

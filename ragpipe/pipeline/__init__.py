@@ -6,6 +6,7 @@
 The CLI and the web UI both use only this package's Pipeline.
 
 Modules: ``pipeline`` (the Pipeline: settings, lazy embedder, generator and chunker,
+build_generator, the one place ``llm.backend`` is read,
 sync, fsck, search, prepare, stream, ask), ``sync`` (planning a sync from size/mtime
 and hashes, applying it with checkpoints), ``answer`` (the AnswerStream: streamed
 text, then the checks and abstention that make the Answer) and ``progress`` (the
@@ -13,7 +14,7 @@ sync's progress callback and terminal bar).
 """
 
 from .answer import AnswerStream
-from .pipeline import Pipeline
+from .pipeline import Pipeline, build_generator
 from .progress import Progress
 
-__all__ = ["AnswerStream", "Pipeline", "Progress"]
+__all__ = ["AnswerStream", "Pipeline", "Progress", "build_generator"]

@@ -41,6 +41,16 @@ from ..safety import guard_answer
 if TYPE_CHECKING:
     from .pipeline import Pipeline
 
+# What an answer lacks when its backend cannot do something (Generator.capabilities),
+# recorded in Answer.degraded and shown by `ask --explain` and the web page.
+DEGRADED = {
+    "judge": "judge unavailable for this backend: the calibrated abstention is off, only "
+             "the support check can withhold the answer",
+    "logprobs": "token log-probabilities unavailable for this backend: not recorded",
+    "copy": "copy-constrained extraction unavailable for this backend: the answer may "
+            "paraphrase its passage",
+}
+
 
 class AnswerStream:
     """Iterates the answer's text as it is generated; ``answer`` is set when it ends.
@@ -76,6 +86,7 @@ class AnswerStream:
         self.coverage = coverage
         self._answer: Answer | None = None
         self._report: dict[str, float] = {}  # what the generator measured (refusal_p)
+        self._degraded: list[str] = []  # what the backend could not do (DEGRADED)
 
     def __iter__(self) -> Iterator[str]:
         settings = self.pipeline.settings
@@ -96,15 +107,19 @@ class AnswerStream:
         visible_max = settings.llm.max_tokens
         # Reasoning may use the whole window; the visible answer stops at llm.max_tokens.
         room = max(visible_max, gen.n_ctx - self.fitted.tokens)
-        scored = getattr(gen, "stream_scored", None)
-        if scored is not None and getattr(gen, "temperature", 0) == 0:
-            extract = a.style == "extract"
-            tokens: Iterator[tuple[str, float]] = scored(
+        caps = gen.capabilities
+        extract = a.style == "extract"
+        if extract and not caps.copy_constraint:
+            self._degraded.append(DEGRADED["copy"])
+        if caps.token_logprobs:
+            copy = extract and caps.copy_constraint
+            tokens: Iterator[tuple[str, float]] = gen.stream_scored(
                 self.fitted.messages, room,
-                copy_from=[h.text for h in self.hits] if extract else (),
-                refusal=REFUSAL if extract else "", report=self._report,
+                copy_from=[h.text for h in self.hits] if copy else (),
+                refusal=REFUSAL if copy else "", report=self._report,
             )
         else:
+            self._degraded.append(DEGRADED["logprobs"])
             tokens = ((t, float("nan")) for t in gen.stream(self.fitted.messages, room))
         think = ThinkFilter()
         pieces: list[str] = []
@@ -174,9 +189,11 @@ class AnswerStream:
         checked = check_answer(comp.text, self.hits)
         judge = None
         gen = self.pipeline.generator
-        yes_probability = getattr(gen, "yes_probability", None)
-        if a.check and a.judge and yes_probability is not None:
-            judge = yes_probability(compose_judge_messages(self.query, comp.text))
+        if a.check and a.judge:
+            if gen.capabilities.judge:
+                judge = gen.yes_probability(compose_judge_messages(self.query, comp.text))
+            if judge is None:
+                self._degraded.append(DEGRADED["judge"])
         signals = signals_for(
             1.0 if self.coverage is None else self.coverage, self.hits, checked, (), judge
         )
@@ -212,6 +229,7 @@ class AnswerStream:
             abstain_reason=reason.value,
             withheld=checked.text if reason and not refused else "",
             signals=signals,
+            degraded=tuple(self._degraded),
             **extra,  # type: ignore[arg-type]
         )
 
@@ -264,7 +282,8 @@ class AnswerStream:
             timings["total_s"] = time.monotonic() - self._t0
             self._answer = Answer(
                 text=text, citations=cites, found=not refused,
-                abstain_reason="model" if refused else "", **common,  # type: ignore[arg-type]
+                abstain_reason="model" if refused else "", degraded=tuple(self._degraded),
+                **common,  # type: ignore[arg-type]
             )
             return
         if a.style == "extract":
@@ -272,9 +291,11 @@ class AnswerStream:
         checked = check_answer(draft, self.hits)
         judge = None
         gen = self.pipeline.generator
-        yes_probability = getattr(gen, "yes_probability", None)
-        if a.judge and yes_probability is not None and not refused:
-            judge = yes_probability(judge_messages(self.fitted.messages))
+        if a.judge and not refused:
+            if gen.capabilities.judge:
+                judge = gen.yes_probability(judge_messages(self.fitted.messages))
+            if judge is None:
+                self._degraded.append(DEGRADED["judge"])
         signals = signals_for(
             1.0 if self.coverage is None else self.coverage, self.hits, checked, logprobs, judge,
             self._report.get("refusal_p"),

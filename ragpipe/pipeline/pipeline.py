@@ -10,6 +10,7 @@ stream in ``answer``.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,13 +19,15 @@ from .. import models
 from ..chunking import Chunker, chunk_settings_key
 from ..compose import Composition, compose, idf_weights, merge_adjacent
 from ..datatypes import Answer, Hit, SyncStats
-from ..embedding import Embedder, SentenceTransformerEmbedder
-from ..errors import InvalidArgument, RagpipeError
+from ..embedding import Embedder, SentenceTransformerEmbedder, embedder_card
+from ..errors import ConfigError, InvalidArgument, RagpipeError
 from ..filters import Filter
 from ..followup import history_messages, standalone_query
 from ..generation import Generator, LlamaCppGenerator
+from ..generation.openai import OpenAIGenerator
 from ..grounding import content_words, question_coverage
 from ..ingest import READER_VERSION
+from ..privacy import check_destination
 from ..prompts import FittedPrompt, fit_prompt
 from ..retrieval import Retriever, embed_query
 from ..settings import Settings, load_settings
@@ -69,12 +72,38 @@ class Pipeline:
 
     @property
     def generator(self) -> Generator:
-        """The configured answer model (loads on first use)."""
+        """The configured answer model (loads on first use), if this index may use it.
+
+        Raises PrivacyRefused when the model is a server this index's passages may not be
+        sent to (privacy.py): checked on every use, before anything is sent.
+        """
         if self._generator is None:
-            s = self.settings.llm
-            path = models.resolve_gguf(s.model, self.settings.paths.models)
-            self._generator = LlamaCppGenerator(path, s.n_ctx, s.threads, s.temperature, s.seed)
+            self._generator = build_generator(self.settings)
+        endpoint = self._generator.capabilities.endpoint
+        if endpoint:
+            p = self.settings.privacy
+            recorded = self.store.meta().get("local_only") if self.store.exists() else None
+            # An index synced before the setting existed counts as local_only.
+            local_only = p.local_only or recorded != "false"
+            check_destination(endpoint, self.index_name, local_only, p.trusted_hosts)
         return self._generator
+
+    def model_card(self, sha256: bool = True) -> dict:
+        """What answers and embeds here, for `ragpipe models info` and the UI; nothing loads.
+
+        The answer model's card (models.model_card), or what its server reports, and the
+        embedder's (embedding.embedder_card).
+        """
+        s = self.settings
+        card: dict = {"backend": s.llm.backend, "n_ctx": s.llm.n_ctx,
+                      "embedder": embedder_card(s.embedder.model)}
+        if s.llm.backend == "openai":
+            gen = build_generator(s)
+            assert isinstance(gen, OpenAIGenerator)
+            card["answer_model"] = {"model": s.llm.model, "server": gen.server_info()}
+        else:
+            card["answer_model"] = models.model_card(s.llm.model, s.paths.models, sha256)
+        return card
 
     def chunker(self) -> Chunker:
         """A chunker sized for the embedder's window."""
@@ -243,6 +272,25 @@ class Pipeline:
         for _ in s:
             pass
         return s.answer
+
+
+def build_generator(settings: Settings) -> Generator:
+    """The answer model ``llm.backend`` names: the one place a backend is chosen."""
+    s = settings.llm
+    if s.backend == "openai":
+        key = ""
+        if s.api_key_env:
+            key = os.environ.get(s.api_key_env, "")
+            if not key:
+                raise ConfigError(
+                    f"llm.api_key_env = {s.api_key_env!r}, but that environment variable is "
+                    "not set: export it with the server's API key, or set llm.api_key_env = "
+                    '"" for a server without one'
+                )
+        return OpenAIGenerator(s.base_url, s.model, s.n_ctx, key, s.timeout_s, s.retries,
+                               s.temperature, s.seed)
+    path = models.resolve_gguf(s.model, settings.paths.models)
+    return LlamaCppGenerator(path, s.n_ctx, s.threads, s.temperature, s.seed)
 
 
 def _check_question(question: str) -> None:

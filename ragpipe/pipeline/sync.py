@@ -236,7 +236,9 @@ def sync_folder(
             dry_run=True,
             refused=tuple(str(e) for e in refused),
         )
-    meta = {"embedder": embedder.name, "chunking": recipe, "root": str(root)}
+    meta = {"embedder": embedder.name, "chunking": recipe, "root": str(root),
+            # where its passages may be sent (privacy.py): as the settings say at each sync
+            "local_only": "true" if pipe.settings.privacy.local_only else "false"}
     with pipe.store.writer(meta, command=command) as w:
         known = pipe.store.file_rows()
         stored = pipe.store.content_recipes()

@@ -89,7 +89,7 @@ class Store:
 
     @guarded
     def meta(self) -> dict[str, str]:
-        """The index's description: format, embedder, dimension, chunking, root."""
+        """The index's description: format, embedder, dimension, chunking, root, local_only."""
         return dict(self._conn().execute("SELECT key, value FROM meta").fetchall())
 
     def check_embedder(self, name: str) -> None:

@@ -1,204 +1,27 @@
-"""Generators: chat messages -> streamed answer text.
+"""LlamaCppGenerator: a GGUF model run in-process by llama-cpp-python.
 
-The Generator protocol is the seam for other back-ends (an OpenAI-compatible
-local server later). LlamaCppGenerator runs a GGUF file in-process through
-llama-cpp-python: it renders the model's own chat template itself so that the
-prompt's exact token count is known before generation, and it serializes
-generations with a lock because one llama.cpp context must never run two at
-once.
+It renders the model's own chat template itself so that the prompt's exact token count
+is known before generation, and it serializes generations with a lock because one
+llama.cpp context must never run two at once. It has every capability ragpipe uses.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from .errors import ModelNotFound
+from ..errors import ModelNotFound
+from .base import Capabilities, Message
+from .copying import CopyConstraint, variants
 
 # OpenMP threads (llama.cpp's, and torch's, which share one runtime) spin while they wait
 # by default. On a busy machine (other processes on the same cores) every multi-token batch
 # then stalls for seconds: prompt reading measured 3.6 vs 95 tokens/s on 2 shared cores.
 # Read once when the runtime loads, so it is set on import, before any model loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-Message = dict[str, str]
-
-
-class Generator(Protocol):
-    """What ragpipe needs from an answer model."""
-
-    @property
-    def name(self) -> str:
-        """Model identifier for display."""
-        ...
-
-    @property
-    def n_ctx(self) -> int:
-        """Context window in tokens."""
-        ...
-
-    def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
-        """Exact number of tokens the rendered chat prompt occupies."""
-        ...
-
-    def stream(self, messages: Sequence[Message], max_tokens: int) -> Iterator[str]:
-        """Yield the answer's text pieces as they are generated."""
-        ...
-
-
-_THINK = re.compile(r"<think>.*?(</think>|$)", re.S)
-
-
-def strip_think(text: str) -> str:
-    """Remove <think>…</think> reasoning blocks (also an unterminated one at the end).
-
-    Text before a closing tag without an opening one is reasoning too: some chat templates
-    open the block in the prompt, so the model only writes ``</think>``.
-    """
-    text = _THINK.sub("", text)
-    if "</think>" in text:
-        text = text.rsplit("</think>", 1)[1]
-    return text.lstrip()
-
-
-class ThinkFilter:
-    """Separates streamed text into visible answer and <think> reasoning, piece by piece.
-
-    ``feed`` returns the visible part of a piece, holding back a possible half tag, and
-    ``thinking`` tells whether the piece just fed ended inside a reasoning block.
-    """
-
-    OPEN, CLOSE = "<think>", "</think>"
-
-    def __init__(self) -> None:
-        self.thinking = False
-        self._held = ""
-
-    def feed(self, piece: str) -> str:
-        """The visible text of ``piece``."""
-        text, out = self._held + piece, []
-        self._held = ""
-        while text:
-            tag = self.CLOSE if self.thinking else self.OPEN
-            i = text.find(tag)
-            if i >= 0:
-                if not self.thinking:
-                    out.append(text[:i])
-                text = text[i + len(tag) :]
-                self.thinking = not self.thinking
-                continue
-            keep = next((n for n in range(len(tag) - 1, 0, -1) if text.endswith(tag[:n])), 0)
-            if not self.thinking:
-                out.append(text[: len(text) - keep])
-            self._held = text[len(text) - keep :]
-            break
-        return "".join(out)
-
-    def flush(self) -> str:
-        """Text held back at the end of the stream (a '<thi' that never became a tag)."""
-        held, self._held = self._held, ""
-        return "" if self.thinking else held
-
-
-_SPACES = re.compile(r"\s+")
-# Typographic quotes and dashes match their plain forms: the model writes '"' for '“'.
-_PLAIN = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2033": '"',
-                        "\u2018": "'", "\u2019": "'", "\u201b": "'", "\u2032": "'",
-                        "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u00a0": " "})
-
-
-def plain(text: str) -> str:
-    """Lower case, plain quotes and dashes, single spaces: how copies are compared."""
-    return _SPACES.sub(" ", text.translate(_PLAIN).lower())
-
-
-def _variants(word: str) -> tuple[str, ...]:
-    """Spellings whose first token can start ``word`` ("Not", " Not", "not", ...)."""
-    first = word.split()[0] if word.split() else word
-    forms = {first, first.lower(), first.capitalize(), first.upper()}
-    return tuple(sorted(forms | {" " + f for f in forms}))
-
-
-_CITE_CHARS = re.compile(r"^[\s\[\]\d,]*$")
-
-
-def _at_word_start(needle: str, text: str) -> bool:
-    """``needle`` occurs in ``text`` where no letter or digit precedes it.
-
-    A copy starts at a word: "nomy" is in "economy", but a span may not begin there.
-    """
-    i = text.find(needle)
-    while i >= 0:
-        if i == 0 or not text[i - 1].isalnum() or not needle[0].isalnum():
-            return True
-        i = text.find(needle, i + 1)
-    return False
-
-
-class CopyConstraint:
-    """Copy-constrained decoding: the answer must be a verbatim span of the given texts.
-
-    Small models find the right passage text but paraphrase it on the way out ("3" for
-    "three", "agricultural and commercial" for "commercial, scientific"), and then the
-    answer neither matches the gold phrase nor can be checked against the passage. So at
-    each step the most likely of the model's top ``candidates`` tokens that keeps the
-    answer a substring of some passage (ignoring case and runs of white space) that
-    starts at a word is taken.
-    The span ends when the model itself would rather cite (``[``), break the line or
-    stop, or after one sentence; then only citation markers ("[1]", "[2, 3]") may follow.
-    """
-
-    candidates = 64
-    max_tail = 8  # tokens of citation markers after the span
-
-    def __init__(self, sources: Sequence[str]) -> None:
-        self.sources = [plain(s) for s in sources]
-        self.span = ""  # normalized copied text so far
-        self.raw = ""  # the same, as written
-        self.tail = -1  # -1 while copying, then the number of citation tokens written
-
-    def _fits(self, piece: str) -> str | None:
-        if not piece or "\n" in piece or "\ufffd" in piece:
-            return None  # a line break, or part of a character split over tokens
-        cand = plain(self.span + piece).lstrip()
-        if not cand:
-            return cand
-        return cand if any(_at_word_start(cand, s) for s in self.sources) else None
-
-    def choose(self, ranked: Sequence[tuple[int, str]]) -> int | None:
-        """The token to emit from (token, text) pairs best first; None ends the answer."""
-        if not ranked:
-            return None
-        first_tok, first_text = ranked[0]
-        if self.tail < 0:
-            wants_end = first_text.lstrip().startswith("[") or "\n" in first_text
-            # one sentence at most: a full stop after a lower-case word ends the span
-            # ("J.I." or "U.S." do not)
-            end = self.raw.rstrip()
-            wants_end |= (
-                end[-1:] in (".", "!", "?") and end[-2:-1].isalnum()
-                and not end[-2:-1].isupper() and first_text[:1] == " "
-            )
-            if not (wants_end and self.span.strip()):
-                for tok, text in ranked:
-                    fit = self._fits(text)
-                    if fit is not None and (fit or self.span):
-                        self.span, self.raw = fit, self.raw + text
-                        return tok
-                if not self.span.strip():
-                    return None  # nothing the model likes is in the passages
-            self.tail = 0
-        # citation markers only, and only while the model itself wants them
-        if self.tail >= self.max_tail or not first_text.strip():
-            return None
-        if _CITE_CHARS.match(first_text):
-            self.tail += 1
-            return first_tok
-        return None
 
 
 class LlamaCppGenerator:
@@ -231,6 +54,15 @@ class LlamaCppGenerator:
     def n_ctx(self) -> int:
         """Context window in tokens."""
         return self._n_ctx
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Everything; the scored stream decodes greedily, so only at temperature 0."""
+        greedy = self.temperature == 0
+        return Capabilities(
+            token_logprobs=greedy, copy_constraint=greedy, judge=True,
+            exact_token_count=True, chat_template=True,
+        )
 
     def _load(self) -> Any:
         if self._llm is not None:
@@ -378,7 +210,7 @@ class LlamaCppGenerator:
         llm = self._load()
         vocab = llm._model.vocab
         copy = CopyConstraint(copy_from) if copy_from else None
-        refuse = sorted(self._first_tokens(llm, _variants(refusal))) if refusal else []
+        refuse = sorted(self._first_tokens(llm, variants(refusal))) if refusal else []
         with self.lock:
             self._prefill(llm, tokens)
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
