@@ -380,12 +380,16 @@ def select(
             covered |= covers[i]
     chosen += [i for i in anchors if i not in chosen]
     out = set(chosen)
+    rows_of: dict[int, int] = {}
+    for i in chosen:
+        if units[i].kind == "row":
+            rows_of[units[i].block] = rows_of.get(units[i].block, 0) + 1
     for i in chosen:
         u = units[i]
         if u.block < 0:
             continue
         members = [j for j, v in enumerate(units) if v.block == u.block and v.kind != "fragment"]
-        if u.kind == "row":
+        if u.kind == "row" and rows_of[u.block] < 2:
             # a row stands for itself; a pipe table's row needs its header to be read
             out.update(j for j in members if units[j].kind == "header")
         elif len(members) <= config.max_block_items + 1:

@@ -188,8 +188,13 @@ class AnswerStream:
         timings["compose_s"] = first
         checked = check_answer(comp.text, self.hits)
         judge = None
-        gen = self.pipeline.generator
-        if a.check and a.judge:
+        # The judge decides only through a calibration fitted for this model in this style
+        # (or a threshold set by hand, as tuning runs do); without one it is not asked and
+        # the model is not even loaded: the composed text needs none.
+        name = self.pipeline.model_name()
+        wanted = a.min_confidence >= 0 or calibration_for(name, "compose") is not None
+        if a.check and a.judge and wanted:
+            gen = self.pipeline.generator
             if gen.capabilities.judge:
                 judge = gen.yes_probability(compose_judge_messages(self.query, comp.text))
             if judge is None:
@@ -316,7 +321,7 @@ class AnswerStream:
         only the support check can withhold.
         """
         a = self.pipeline.settings.answer
-        calibration = calibration_for(self.pipeline.generator.name, a.style)
+        calibration = calibration_for(self.pipeline.model_name(), a.style)
         confidence = (
             calibration.probability(signals)
             if calibration is not None and calibration.applies(signals) else None

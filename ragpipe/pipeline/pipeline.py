@@ -70,6 +70,16 @@ class Pipeline:
             self._embedder = SentenceTransformerEmbedder(s.model, s.batch_size, s.max_tokens)
         return self._embedder
 
+    def model_name(self) -> str:
+        """The answer model's name as its generator reports it, without building it."""
+        if self._generator is not None:
+            return self._generator.name
+        s = self.settings.llm
+        if s.backend == "openai":
+            return s.model
+        known = models.known(s.model)
+        return known.filename if known is not None else Path(s.model).name
+
     @property
     def generator(self) -> Generator:
         """The configured answer model (loads on first use), if this index may use it.
