@@ -204,7 +204,9 @@ class AnswerStream:
         )
         signals["unit_best"] = comp.best
         confidence, threshold = self._confidence(signals)
-        reason = decide(False, checked, confidence, threshold) if a.check else Reason.ANSWERED
+        reason = Reason.ANSWERED
+        if a.check:
+            reason = decide(False, checked, confidence, threshold, comp.best, a.min_unit_score)
         self._answer = self._answer_from(checked, reason, signals, confidence, timings)
 
     def _answer_from(
@@ -355,15 +357,20 @@ def decide(
     checked: Checked,
     confidence: float | None,
     threshold: float,
+    unit_best: float | None = None,
+    min_unit_score: float = 0.0,
 ) -> Reason:
     """The one decision to answer or to say "not found", after the answer was drafted.
 
     The relevance gate (``NO_PASSAGES``, ``NOT_RELEVANT``) runs earlier, before the model
     is asked. Without a confidence (no judge, or a backend that cannot give one) only the
-    support check can withhold.
+    support check can withhold. ``unit_best`` is a composed answer's best unit score
+    (compose.py): below ``min_unit_score`` no sentence is close to the question.
     """
     if refused:
         return Reason.MODEL
+    if unit_best is not None and unit_best < min_unit_score:
+        return Reason.NOT_RELEVANT  # no sentence of the passages is close to the question
     if checked.best_score < SUPPORT_THRESHOLD:
         return Reason.UNSUPPORTED  # no passage backs the draft: never shown as an answer
     if confidence is not None and confidence < threshold:
