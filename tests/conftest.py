@@ -65,7 +65,9 @@ def settings(tmp_path):
 
     return load_settings(
         overrides={"paths.indexes": tmp_path / "indexes", "paths.models": ROOT / "models",
-                   "llm.model": "smollm2-135m", "llm.n_ctx": 2048, "llm.max_tokens": 96},
+                   "llm.model": "smollm2-135m", "llm.n_ctx": 2048, "llm.max_tokens": 96,
+                   # the generative path these tests exercise (compose: test_answers_by_type)
+                   "answer.style": "extract", "answer.passages": 1},
         environ={},
     )
 

@@ -27,7 +27,8 @@ REMOTE = "http://203.0.113.7:8080/v1"  # TEST-NET-3: documentation only, never r
 
 def settings_for(tmp_path, **more):
     over = {"paths.indexes": tmp_path / "idx", "paths.models": ROOT / "models",
-            "llm.model": "smollm2-135m", "llm.n_ctx": 2048, "llm.max_tokens": 48, **more}
+            "llm.model": "smollm2-135m", "llm.n_ctx": 2048, "llm.max_tokens": 48,
+            "answer.style": "extract", "answer.passages": 1, **more}
     return load_settings(overrides=over, environ={})
 
 
@@ -146,7 +147,8 @@ def test_server_token_counts_are_never_below_the_exact_ones(backend, small_llm):
 def test_cli_asks_through_a_server(corpus_settings, llama_server, capsys):
     from ragpipe.cli import main
 
-    code = main(["--set", f"paths.indexes={corpus_settings.paths.indexes}",
+    code = main(["--set", "answer.style=extract", "--set", "answer.passages=1",
+                 "--set", f"paths.indexes={corpus_settings.paths.indexes}",
                  "--set", "llm.backend=openai", "--set", f"llm.base_url={llama_server}",
                  "--set", "llm.model=smollm2", "--set", "llm.n_ctx=2048",
                  "--set", "llm.max_tokens=32",
@@ -351,7 +353,9 @@ def test_cli_refuses_a_remote_model_for_a_local_only_index(tmp_path, docs, embed
     from ragpipe.cli import main
 
     Pipeline(settings_for(tmp_path), "t", embedder=embedder).ingest(docs)
-    code = main(["--set", f"paths.indexes={tmp_path / 'idx'}", "--set", "llm.backend=openai",
+    # (the generative style: a composed answer without a judge sends nothing to any model)
+    code = main(["--set", "answer.style=extract",
+                 "--set", f"paths.indexes={tmp_path / 'idx'}", "--set", "llm.backend=openai",
                  "--set", f"llm.base_url={REMOTE}", "ask", Q,
                  "--index", "t"])
     err = capsys.readouterr().err

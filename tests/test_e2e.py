@@ -24,7 +24,8 @@ def corpus_pipeline(tmp_path_factory, embedder, small_llm):
     tmp = tmp_path_factory.mktemp("e2e")
     settings = load_settings(
         overrides={"paths.indexes": tmp / "indexes", "paths.models": ROOT / "models",
-                   "llm.model": "smollm2-135m", "llm.n_ctx": 2048, "llm.max_tokens": 64},
+                   "llm.model": "smollm2-135m", "llm.n_ctx": 2048, "llm.max_tokens": 64,
+                   "answer.style": "extract", "answer.passages": 1},
         environ={},
     )
     pipe = Pipeline(settings, "corpus", embedder=embedder, generator=small_llm)

@@ -112,7 +112,8 @@ def test_eval_answers_smoke_on_a_small_slice(tmp_path, embedder, small_llm):
     path = squad_excerpt(tmp_path, article=0, paragraphs=3)
     settings = load_settings(
         overrides={"paths.indexes": tmp_path / "idx", "paths.models": ROOT / "models",
-                   "llm.model": "smollm2-135m", "llm.n_ctx": 2048, "llm.max_tokens": 24},
+                   "llm.model": "smollm2-135m", "llm.n_ctx": 2048, "llm.max_tokens": 24,
+                   "answer.style": "extract", "answer.passages": 1},
         environ={},
     )
     pipe = Pipeline(settings, "default", embedder=embedder, generator=small_llm)

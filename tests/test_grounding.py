@@ -250,7 +250,8 @@ def test_absent_topic_is_answered_not_found_with_closest_passages(tmp_path, embe
     (docs / "security.txt").write_text(OTHER)
     settings = load_settings(
         overrides={"paths.indexes": tmp_path / "idx", "paths.models": ROOT / "models",
-                   "llm.model": "smollm2-135m", "llm.n_ctx": 2048, "llm.max_tokens": 32},
+                   "llm.model": "smollm2-135m", "llm.n_ctx": 2048, "llm.max_tokens": 32,
+                   "answer.style": "extract", "answer.passages": 1},
         environ={},
     )
     pipe = Pipeline(settings, "t", embedder=embedder, generator=small_llm)

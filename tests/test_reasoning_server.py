@@ -31,7 +31,8 @@ def ask(tmp_path, embedder):
     (docs / "travel.txt").write_text(PAGE)
 
     def make(stub: StubServer, **more) -> Pipeline:
-        over = {"paths.indexes": tmp_path / "idx", "llm.max_tokens": 8, **more}
+        over = {"paths.indexes": tmp_path / "idx", "llm.max_tokens": 8,
+                "answer.style": "extract", "answer.passages": 1, **more}
         pipe = Pipeline(load_settings(overrides=over, environ={}), "t", embedder=embedder,
                         generator=OpenAIGenerator(stub.url, "stub-reasoner"))
         if not pipe.store.exists():

@@ -120,6 +120,8 @@ def test_the_page_answers_through_a_server_and_says_what_it_lacks(ui_env, monkey
                                                                   llama_server):
     """The page builds the model the settings name (here a server), as the CLI does."""
     monkeypatch.setenv("RAGPIPE_LLM_BACKEND", "openai")
+    monkeypatch.setenv("RAGPIPE_ANSWER_STYLE", "extract")
+    monkeypatch.setenv("RAGPIPE_ANSWER_PASSAGES", "1")
     monkeypatch.setenv("RAGPIPE_LLM_BASE_URL", llama_server)
     at = AppTest.from_file(str(ROOT / "ui" / "app.py"), default_timeout=180)
     at.run()
