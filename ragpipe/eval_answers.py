@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .evaluation import index_name_for, load_squad, percentile, write_corpus
+from .evaluation import index_name_for, load_squad, timing_figures, write_corpus
 
 Progress = Callable[[str, int, int], None]
 
@@ -191,9 +191,8 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, float]:
     una = [r for r in records if not r["answerable"]]
     mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
     cites = [c for r in ans if r["found"] for c in r["citations"]]
-    ttft = [r["timings"]["first_token_s"] for r in records if "first_token_s" in r["timings"]]
-    total = [r["timings"]["total_s"] for r in records if "total_s" in r["timings"]]
     return {
+        **timing_figures(records),
         "questions": len(records),
         "answerable": len(ans),
         "unanswerable": len(una),
@@ -207,10 +206,6 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, float]:
         "citations": len(cites),
         "citation_valid": mean([float(bool(c["valid"])) for c in cites]),
         "answered_cited": mean([float(bool(r["citations"])) for r in ans if r["found"]]),
-        "ttft_p50_s": percentile(ttft, 50),
-        "ttft_p95_s": percentile(ttft, 95),
-        "total_p50_s": percentile(total, 50),
-        "total_p95_s": percentile(total, 95),
     }
 
 

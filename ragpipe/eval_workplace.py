@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .evaluation import percentile
+from .evaluation import timing_figures
 
 Progress = Callable[[str, int, int], None]
 
@@ -147,9 +147,8 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, float]:
     una = [r for r in records if not r["answerable"]]
     answered = [r for r in ans if r["found"]]
     mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
-    ttft = [r["timings"]["first_token_s"] for r in records if "first_token_s" in r["timings"]]
-    total = [r["timings"]["total_s"] for r in records if "total_s" in r["timings"]]
     return {
+        **timing_figures(records),
         "questions": len(records),
         "answerable": len(ans),
         "unanswerable": len(una),
@@ -160,10 +159,6 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, float]:
         "source_ok": mean([float(r["source_ok"]) for r in answered]),
         "source_retrieved": mean([float(r["source_retrieved"]) for r in ans]),
         "words": mean([float(r["words"]) for r in answered]),
-        "ttft_p50_s": percentile(ttft, 50),
-        "ttft_p95_s": percentile(ttft, 95),
-        "total_p50_s": percentile(total, 50),
-        "total_p95_s": percentile(total, 95),
     }
 
 

@@ -219,6 +219,14 @@ def percentile(values: Sequence[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
+def timing_figures(records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """First-token and total time p50/p95 of answer-eval records (their ``timings``)."""
+    ttft = [r["timings"]["first_token_s"] for r in records if "first_token_s" in r["timings"]]
+    total = [r["timings"]["total_s"] for r in records if "total_s" in r["timings"]]
+    return {"ttft_p50_s": percentile(ttft, 50), "ttft_p95_s": percentile(ttft, 95),
+            "total_p50_s": percentile(total, 50), "total_p95_s": percentile(total, 95)}
+
+
 def score_run(
     runs: Sequence[tuple[Sequence[str], dict[str, int]]], latencies_ms: Sequence[float] = ()
 ) -> dict[str, float]:
