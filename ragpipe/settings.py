@@ -24,6 +24,9 @@ RetrievalMode = Literal["dense", "bm25", "hybrid"]
 Fusion = Literal["convex", "rrf"]
 AnswerStyle = Literal["extract", "free"]
 Rewrite = Literal["heuristic", "model", "off"]
+SummaryStyle = Literal["brief", "detailed", "bullets"]
+Unsupported = Literal["flag", "drop"]
+Rollup = Literal["set", "folders", "off"]
 
 
 @dataclass
@@ -120,6 +123,22 @@ class IngestSettings:
 
 
 @dataclass
+class SummarizeSettings:
+    """Batch summaries, ``ragpipe summarize`` (README: Batch summaries)."""
+
+    style: SummaryStyle = "detailed"
+    max_tokens: int = 384  # generated tokens per model call (a part's notes, a summary)
+    # A map step reads at most this many prompt tokens (the model's n_ctx - max_tokens
+    # caps it too): a small model summarizes a short part far better than a long one.
+    group_tokens: int = 1024
+    unsupported: Unsupported = "flag"  # sentences the check cannot back: flagged or dropped
+    rollup: Rollup = "set"  # one overview of the whole set, one per top-level folder, or none
+    # Added to the batch process's CPU niceness, so questions asked meanwhile come first
+    # (measured: README, Batch summaries); 0 keeps the priority.
+    nice: int = 10
+
+
+@dataclass
 class Settings:
     """All of ragpipe's settings."""
 
@@ -130,6 +149,7 @@ class Settings:
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
+    summarize: SummarizeSettings = field(default_factory=SummarizeSettings)
 
     def check(self) -> None:
         """Raise ConfigError, naming the setting and what it takes, for a value that means nothing.
@@ -152,6 +172,12 @@ class Settings:
             raise ConfigError(
                 f"llm.max_tokens ({self.llm.max_tokens}) must be smaller than llm.n_ctx "
                 f"({self.llm.n_ctx}): the prompt needs the rest of the window"
+            )
+        if self.summarize.max_tokens * 4 > self.llm.n_ctx:
+            raise ConfigError(
+                f"summarize.max_tokens ({self.summarize.max_tokens}) must be at most a quarter "
+                f"of llm.n_ctx ({self.llm.n_ctx}): a reduce step reads two parts' notes and "
+                "writes a third"
             )
         for part in dataclasses.fields(self):
             obj = getattr(self, part.name)
@@ -194,6 +220,9 @@ _RULES: tuple[tuple[str, typing.Callable[[Any], bool], str], ...] = (
     ("ingest.workers", lambda v: v >= 0, "0 (one per CPU core) or more"),
     ("ingest.timeout_s", lambda v: v > 0, "more than 0"),
     ("ingest.memory_mb", lambda v: v >= 0, "0 (no cap) or more"),
+    ("summarize.max_tokens", lambda v: v >= 16, "at least 16"),
+    ("summarize.group_tokens", lambda v: v >= 64, "at least 64"),
+    ("summarize.nice", lambda v: 0 <= v <= 19, "between 0 (unchanged) and 19 (lowest)"),
 )
 
 
