@@ -79,6 +79,7 @@ def main() -> None:
     ap.add_argument("--only", action="append", default=[], help="only this file (repeatable)")
     ap.add_argument("--set-option", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", type=Path, default=None, help="keep the output here")
+    ap.add_argument("--prompt", type=Path, default=None, help="a custom instruction file")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-summarize-"))
@@ -106,7 +107,7 @@ def main() -> None:
     pipe = Pipeline(settings)
     out = args.out or tmp / "out"
     t0 = time.monotonic()
-    run = pipe.summarize(folder, style=args.style, out=out)
+    run = pipe.summarize(folder, style=args.style, prompt=args.prompt, out=out)
     wall = time.monotonic() - t0
     shown = {r["source"]: r for r in pipe_records(out)}
     found = total = 0

@@ -130,7 +130,7 @@ class SummarizeSettings:
     max_tokens: int = 384  # generated tokens per model call (a part's notes, a summary)
     # A map step reads at most this many prompt tokens (the model's n_ctx - max_tokens
     # caps it too): a small model summarizes a short part far better than a long one.
-    group_tokens: int = 1024
+    group_tokens: int = 512
     unsupported: Unsupported = "flag"  # sentences the check cannot back: flagged or dropped
     rollup: Rollup = "set"  # one overview of the whole set, one per top-level folder, or none
     # Added to the batch process's CPU niceness, so questions asked meanwhile come first

@@ -16,7 +16,15 @@ import pytest
 from ragpipe.datatypes import Chunk
 from ragpipe.errors import InvalidArgument, OutputLocked
 from ragpipe.summarize import DocumentSummary, SummaryFolder, check_summary
-from ragpipe.summarize.mapreduce import Usage, fit_groups, generate, join_chunks, repeats_from
+from ragpipe.summarize.mapreduce import (
+    Usage,
+    as_prose,
+    drop_echo,
+    fit_groups,
+    generate,
+    join_chunks,
+    repeats_from,
+)
 from ragpipe.summarize.output import write_atomic
 from ragpipe.summarize.records import Passage, SummarySentence
 
@@ -100,6 +108,16 @@ def test_reasoning_never_reaches_a_summary_and_loops_are_cut():
     assert repeats_from("- a b\n- c d\n- a b\n") == 12
     stuck = Reasoner("Claims use TR-7." + " -" * 200)
     assert generate(stuck, [{"role": "user", "content": "x"}], 300, Usage()) == "Claims use TR-7."
+
+
+def test_phrase_loops_echoes_and_headings_are_cut_and_detailed_reads_as_prose():
+    loop = "- Forms: PR-9 Supplier Onboarding Request, " + "Form PR-9 Request, " * 5
+    assert loop[: repeats_from(loop)] == "- Forms: PR-9 Supplier Onboarding Request,"
+    echo = ("List the key facts of this part as bullet points. Use the document's own words.\n"
+            "## 3. Approval\n- Quotes must be in writing.\nDocument: x.md, part 2")
+    assert drop_echo(echo, "List the key facts of this part as bullet points, one per line.") \
+        == "Use the document's own words.\n\n- Quotes must be in writing."
+    assert as_prose("- A is true\n- B is true.\n\n- C") == "A is true. B is true.\n\nC."
 
 
 def test_groups_cover_the_chunks_in_order_and_each_fits():

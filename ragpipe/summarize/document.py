@@ -22,7 +22,7 @@ class SummaryOptions:
     style: str
     model: str  # the model setting, as configured
     max_tokens: int = 384
-    group_tokens: int = 1024
+    group_tokens: int = 512
     custom: str | None = None  # a --prompt file's instruction, replacing the style's
 
     def __post_init__(self) -> None:

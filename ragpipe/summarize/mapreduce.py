@@ -23,7 +23,13 @@ from ..datatypes import Chunk
 from ..errors import RagpipeError
 from ..generation import ThinkFilter, strip_think
 from ..grounding import split_sentences
-from .templates import Message, map_messages, reduce_messages
+from .templates import (
+    Message,
+    instruction,
+    map_messages,
+    reduce_instruction,
+    reduce_messages,
+)
 
 # A prompt token is rarely longer than this many characters: bounds the binary search.
 _CHARS_PER_TOKEN_MAX = 32
@@ -48,16 +54,25 @@ class Usage:
 
 
 def _norm(sentence: str) -> str:
-    return " ".join(re.sub(r"^[\s\-*\u2022\d.)]+", "", sentence).lower().split())
+    """A sentence as compared for repetition: no bullet, no "Label:" lead, words only."""
+    s = re.sub(r"^[\s\-*\u2022\d.)]+", "", sentence)
+    s = re.sub(r"^\W*(?:\w+\W{0,2}){1,3}:\s+(?=\S)", "", s)
+    return " ".join(re.findall(r"\w+", s.lower()))
 
 
 def repeats_from(text: str) -> int | None:
-    """Offset of the first complete sentence or line that repeats an earlier one, else None.
+    """Offset where ``text`` starts repeating itself, else None.
 
-    Greedy decoding of a small model falls into loops ("The threshold is EUR 1,000. Where
-    other policies ... The threshold is EUR 1,000. Where ..."); a summary never says the
-    same thing twice, so the text is cut where the repetition starts.
+    Greedy decoding of a small model falls into loops: a sentence or line said before
+    ("The threshold is EUR 1,000. Where ... The threshold is EUR 1,000."), or a phrase
+    said three times in a row ("Form PR-9, Form PR-9, Form PR-9"). A summary never says
+    the same thing twice, so the text is cut where the repetition starts.
     """
+    m = _PHRASE_LOOP.search(text)
+    if m:  # keep one copy, up to the clause boundary before the next
+        cut = m.start(1) + len(m.group(1))
+        stop = max(text.rfind(c, 0, cut) for c in ",;.!?\n")
+        return stop + 1 if stop >= 0 else cut
     seen: set[str] = set()
     spans = split_sentences(text)
     complete = spans if text.endswith(("\n", ".", "!", "?")) else spans[:-1]
@@ -71,15 +86,50 @@ def repeats_from(text: str) -> int | None:
     return None
 
 
+_PHRASE_LOOP = re.compile(r"(\S.{9,99}?)(?:\s*\1){2,}", re.S)
 # Lines of the prompt's own framing that a model echoes back.
-_ECHO = re.compile(r"^\s*(?:Document: .*|Notes on part \d+:|Summaries of \d+ documents:)\s*$",
-                   re.M)
+_FRAMING = re.compile(
+    r"^\s*(?:Document: .*|Notes on part \d+:|Summaries of \d+ documents:|#{1,6} .*)\s*$", re.M)
 
 
-def generate(gen: Any, messages: list[Message], max_tokens: int, usage: Usage) -> str:
+def drop_echo(text: str, echo: str) -> str:
+    """``text`` without the prompt's framing and the sentences it repeats of ``echo``.
+
+    ``echo`` is the prompt's instruction ("List the key facts of ..."); Markdown headings
+    copied from the document go too (a summary has its own structure).
+    """
+    text = _FRAMING.sub("", text)
+    said = _norm(echo)
+    out, pos = [], 0
+    for a, b in split_sentences(text):
+        key = _norm(text[a:b])
+        if len(key.split()) >= 4 and key in said:
+            out.append(text[pos:a])
+            pos = b
+    out.append(text[pos:])
+    return re.sub(r"\n{3,}", "\n\n", "".join(out)).strip()
+
+
+def as_prose(text: str) -> str:
+    """A list of facts as paragraphs: bullets joined into sentences, blocks kept apart."""
+    blocks = []
+    for block in re.split(r"\n\s*\n", text):
+        lines = [_BULLET.sub("", ln).strip() for ln in block.splitlines()]
+        lines = [ln if ln[-1:] in ".!?:;" else ln + "." for ln in lines if ln]
+        if lines:
+            blocks.append(" ".join(lines))
+    return "\n\n".join(blocks)
+
+
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d{1,2}[.)])\s+")
+
+
+def generate(gen: Any, messages: list[Message], max_tokens: int, usage: Usage,
+             echo: str = "") -> str:
     """Stream one answer: at most ``max_tokens`` visible pieces, reasoning and loops cut.
 
-    <think> blocks may use the rest of the window and never reach the text.
+    <think> blocks may use the rest of the window and never reach the text; sentences
+    that repeat the prompt's instruction ``echo`` are removed (drop_echo).
     """
     prompt = gen.count_prompt_tokens(messages)
     usage.prompt_tokens += prompt
@@ -102,11 +152,11 @@ def generate(gen: Any, messages: list[Message], max_tokens: int, usage: Usage) -
                 clean = sum(map(len, pieces))
             if visible >= max_tokens or junk >= _JUNK_RUN:
                 break
-            if re.search(r"[.!?\n]", text):
+            if re.search(r"[.,;!?\n]", text):
                 so_far = "".join(pieces)
                 cut = repeats_from(so_far)
                 if cut is not None:
-                    pieces = [so_far[:cut]]
+                    pieces = [so_far[:cut].rstrip(" ,;")]
                     break
     finally:
         close = getattr(stream, "close", None)  # a generator: releases the model at once
@@ -118,8 +168,8 @@ def generate(gen: Any, messages: list[Message], max_tokens: int, usage: Usage) -
         text = text[:clean] + re.match(r"[.!?)\]\"']*", text[clean:]).group(0)
     text = strip_think(text + think.flush())
     cut = repeats_from(text + "\n")
-    text = text[:cut] if cut is not None else text
-    return _ECHO.sub("", text).strip()
+    text = text[:cut].rstrip(" ,;") if cut is not None else text
+    return drop_echo(text, echo)
 
 
 def join_chunks(chunks: Sequence[Chunk]) -> str:
@@ -225,7 +275,7 @@ def summarize_chunks(
     of chunks gets notes (map), and notes are combined (reduce), as many levels as the
     budget needs, until one summary is left (``brief``) or the notes together are at
     most ``4 * max_tokens`` tokens (``detailed``, ``bullets``: then they are the summary,
-    one paragraph per part, in the document's order).
+    one paragraph per part, in the document's order). ``detailed`` is written as prose.
     """
     usage = Usage()
     budget = gen.n_ctx - max_tokens
@@ -237,14 +287,14 @@ def summarize_chunks(
     whole = map_messages(title, join_chunks(chunks), style, None, custom)
     if gen.count_prompt_tokens(whole) <= limit:
         usage.map_calls = 1
-        text = generate(gen, whole, max_tokens, usage)
-        usage.seconds["map_s"] = time.monotonic() - t0
-        return text, usage
-    notes = []
-    for k, group in enumerate(map_groups(gen, title, chunks, style, custom, limit), start=1):
-        notes.append(generate(gen, map_messages(title, join_chunks(group), style, k, custom),
-                              max_tokens, usage))
-        usage.map_calls += 1
+        notes = [generate(gen, whole, max_tokens, usage, instruction(style, None, custom))]
+    else:
+        notes = []
+        for k, group in enumerate(map_groups(gen, title, chunks, style, custom, limit), 1):
+            messages = map_messages(title, join_chunks(group), style, k, custom)
+            notes.append(generate(gen, messages, max_tokens, usage,
+                                  instruction(style, k, custom)))
+            usage.map_calls += 1
     usage.seconds["map_s"] = time.monotonic() - t0
     t0 = time.monotonic()
     notes = [n for n in notes if n.strip()]
@@ -259,9 +309,11 @@ def summarize_chunks(
             raise _too_long(budget)
         merged = []
         for i, j in ranges:
-            merged.append(generate(gen, reduce_messages(title, notes[i:j], style, custom),
-                                   max_tokens, usage))
+            messages = reduce_messages(title, notes[i:j], style, custom)
+            merged.append(generate(gen, messages, max_tokens, usage,
+                                   reduce_instruction(style, custom)))
             usage.reduce_calls += 1
         notes = [n for n in merged if n.strip()]
     usage.seconds["reduce_s"] = time.monotonic() - t0
-    return "\n\n".join(notes), usage
+    text = "\n\n".join(notes)
+    return (as_prose(text) if style == "detailed" and not custom else text), usage

@@ -19,7 +19,7 @@ from ..grounding import check_answer
 from ..safety import neutralize_links
 from .mapreduce import Usage, fit_groups, generate
 from .records import DocumentSummary
-from .templates import PROMPT_VERSION, rollup_messages
+from .templates import PROMPT_VERSION, ROLLUP, rollup_messages
 
 LEAD_SENTENCES = 3  # of each document's summary, in the roll-up prompt
 
@@ -84,7 +84,8 @@ def rollup(gen: Any, parts: Sequence[tuple[str, list]], max_tokens: int) -> list
         ranges = fit_groups(len(entries), count, budget, [len(t) for _, t in entries])
         for n, (i, j) in enumerate(ranges, start=1):
             part = entries[i:j]
-            text = generate(gen, rollup_messages(part), max_tokens, usage)
+            text = generate(gen, rollup_messages(part), max_tokens, usage,
+                            ROLLUP.format(n=len(part)))
             hits = [Hit(k, t, p, None, 0, len(t), 0.0) for k, (p, t) in enumerate(part, 1)]
             checked = check_answer(neutralize_links(text, [t for _, t in part]), hits)
             name = title if len(ranges) == 1 else f"{title} part {n}".strip()

@@ -16,7 +16,7 @@ from ..settings import SummaryStyle
 
 Message = dict[str, str]
 
-PROMPT_VERSION = "1"
+PROMPT_VERSION = "2"
 STYLES: tuple[str, ...] = typing.get_args(SummaryStyle)
 
 SYSTEM = (
@@ -29,23 +29,21 @@ _EXACT = (
     "name, tool name and role exactly as written."
 )
 # What to write about the text in front of the model ({what}: "this document" or
-# "this part of the document"), per style.
-_MAP = {
-    "brief": "Summarize {what} in one or two sentences. " + _EXACT,
-    "detailed": "Summarize {what} in a few sentences, one fact per sentence: its rules, "
-                "limits, deadlines and who does what. " + _EXACT,
-    "bullets": "List the key facts of {what} as bullet points, one per line, each starting "
-               "with \"- \". " + _EXACT,
-}
+# "this part of the document"), per style. A 0.5B model asked for prose writes vague lines
+# ("This document outlines the procedures ..."); asked for a list of key facts it picks
+# the document's own sentences and keeps their figures (README, Batch summaries). So
+# "detailed" asks for the list too, and its lines are joined into paragraphs
+# (mapreduce.as_prose).
+_FACTS = ("List the key facts of {what} as bullet points, one per line, each starting with "
+          "\"- \". " + _EXACT)
+_MAP = {"brief": "Summarize {what} in one or two sentences. " + _EXACT,
+        "detailed": _FACTS, "bullets": _FACTS}
 # What to make of the notes on all parts, in order.
-_REDUCE = {
-    "brief": "Write a summary of the whole document in two or three sentences, using only "
-             "these notes.",
-    "detailed": "Combine these notes into one summary of the whole document, in the same "
-                "order, one fact per sentence; leave out repetition. " + _EXACT,
-    "bullets": "Combine these notes into one list of bullet points for the whole document, "
-               "in the same order, each starting with \"- \"; leave out repetition. " + _EXACT,
-}
+_COMBINE = ("Combine these notes into one list of bullet points for the whole document, in "
+            "the same order, each starting with \"- \"; leave out repetition. " + _EXACT)
+_REDUCE = {"brief": "Write a summary of the whole document in two or three sentences, using "
+                    "only these notes.",
+           "detailed": _COMBINE, "bullets": _COMBINE}
 ROLLUP = (
     "Write an overview of what these {n} documents cover together, in three to six "
     "sentences. After each sentence, cite the documents it draws from with their numbers in "
@@ -80,19 +78,27 @@ def prompt_version(custom: str | None, max_tokens: int, group_tokens: int) -> st
     return f"{base}/max{max_tokens}/group{group_tokens}"
 
 
+def instruction(style: str, part: int | None, custom: str | None = None) -> str:
+    """The instruction of a map prompt (also what an echoing model repeats)."""
+    what = "this document" if part is None else "this part of the document"
+    return custom or _MAP[style].format(what=what)
+
+
 def map_messages(
     title: str, text: str, style: str, part: int | None, custom: str | None = None
 ) -> list[Message]:
     """Messages that summarize ``text``: the whole document (``part`` None) or part ``part``."""
-    if part is None:
-        head, what = f"Document: {title}", "this document"
-    else:
-        head, what = f"Document: {title}, part {part}", "this part of the document"
-    instruction = custom or _MAP[style].format(what=what)
+    head = f"Document: {title}" if part is None else f"Document: {title}, part {part}"
     return [
         {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": f"{head}\n\n{text.strip()}\n\n{instruction}"},
+        {"role": "user",
+         "content": f"{head}\n\n{text.strip()}\n\n{instruction(style, part, custom)}"},
     ]
+
+
+def reduce_instruction(style: str, custom: str | None = None) -> str:
+    """The instruction of a reduce prompt."""
+    return custom or _REDUCE[style]
 
 
 def reduce_messages(
@@ -100,10 +106,10 @@ def reduce_messages(
 ) -> list[Message]:
     """Messages that combine the notes on consecutive parts of a document, in order."""
     body = "\n\n".join(f"Notes on part {i}:\n{n.strip()}" for i, n in enumerate(notes, 1))
-    instruction = custom or _REDUCE[style]
     return [
         {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": f"Document: {title}\n\n{body}\n\n{instruction}"},
+        {"role": "user",
+         "content": f"Document: {title}\n\n{body}\n\n{reduce_instruction(style, custom)}"},
     ]
 
 
