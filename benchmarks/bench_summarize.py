@@ -80,20 +80,32 @@ def main() -> None:
     ap.add_argument("--set-option", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", type=Path, default=None, help="keep the output here")
     ap.add_argument("--prompt", type=Path, default=None, help="a custom instruction file")
+    ap.add_argument("--report", action="store_true",
+                    help="only print the figures of an earlier run kept in --out")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-summarize-"))
+    out = args.out or tmp / "out"
     if args.set == "employee-qa":
         src, facts = DATA / "employee-qa" / "docs", employee_facts(DATA / "employee-qa" / "docs")
     elif args.set == "corpus":
         src, facts = ROOT / "corpus", corpus_facts()
+    elif args.report:
+        src, facts = out.parent / "squad", {}
     else:
-        (tmp / "squad").mkdir()
-        src, facts = squad_folder(tmp / "squad", args.limit or 50), {}
+        (out.parent / "squad").mkdir(parents=True, exist_ok=True)
+        src, facts = squad_folder(out.parent / "squad", args.limit or 50), {}
     names = sorted(p.name for p in src.iterdir())
     names = [n for n in names if not args.only or n in args.only]
     if args.limit and args.set != "squad":
         names = names[: args.limit]
+    if not args.report:
+        summarize(args, src, names, out, tmp)
+    report(args, src, names, facts, out)
+
+
+def summarize(args: argparse.Namespace, src: Path, names: list[str], out: Path,
+              tmp: Path) -> None:
     folder = tmp / "docs"
     folder.mkdir()
     for n in names:
@@ -103,40 +115,50 @@ def main() -> None:
     for item in args.set_option:
         k, _, v = item.partition("=")
         overrides[k] = v
-    settings = load_settings(overrides=overrides, environ={})
-    pipe = Pipeline(settings)
-    out = args.out or tmp / "out"
+    pipe = Pipeline(load_settings(overrides=overrides, environ={}))
     t0 = time.monotonic()
     run = pipe.summarize(folder, style=args.style, prompt=args.prompt, out=out)
-    wall = time.monotonic() - t0
+    stats = {"wall_s": time.monotonic() - t0, "documents": len(run.summarized),
+             "generated_tokens": run.generated_tokens, "generation_s": run.generation_s,
+             "failed": run.failed, "load": os.getloadavg()[0]}
+    (out / "bench.json").write_text(json.dumps(stats))
+
+
+def report(args: argparse.Namespace, src: Path, names: list[str], facts: dict,
+           out: Path) -> None:
+    stats = json.loads((out / "bench.json").read_text())
     shown = {r["source"]: r for r in pipe_records(out)}
-    found = total = 0
-    print(f"{'document':<36} {'facts':>9} {'in supported':>12} {'supported':>10} {'calls':>6}")
+    found = total = words = doc_words = sentences = supported = 0
+    print(f"{'document':<36} {'facts':>9} {'in supported':>12} {'supported':>10} "
+          f"{'words':>11} {'calls':>6}")
     for name in names:
         r = shown.get(name)
         if r is None:
             print(f"{name:<36} not summarized")
             continue
         kps = facts.get(name, [])
-        text = r["summary"]
         kept = " ".join(s["text"] for s in r["sentences"] if s["supported"])
-        f_all = sum(has_key_point(text, k) for k in kps)
+        f_all = sum(has_key_point(r["summary"], k) for k in kps)
         f_sup = sum(has_key_point(kept, k) for k in kps)
-        found += f_all
-        total += len(kps)
+        found, total = found + f_all, total + len(kps)
+        doc, _ = read_document(src / name, name)
+        n_doc = sum(len(p.text.split()) for p in doc.pages)
+        n_sum = len(r["draft"].split())
+        words, doc_words = words + n_sum, doc_words + n_doc
+        sentences, supported = sentences + r["checked"], supported + r["supported"]
         calls = r["map_calls"] + r["reduce_calls"]
         print(f"{name[:36]:<36} {f_all:>4}/{len(kps):<4} {f_sup:>8}/{len(kps):<3} "
-              f"{r['supported']:>5}/{r['checked']:<4} {calls:>6}")
-    docs = len(run.summarized)
-    print(f"\n{args.set}, {args.style}, {args.model}: key facts {found}/{total}"
-          f" = {found / total:.0%}" if total else f"\n{args.set}, {args.style}, {args.model}:",
-          end="")
-    share = run.supported / run.sentences if run.sentences else 0
-    rate = run.generated_tokens / run.generation_s if run.generation_s else 0
-    print(f"; supported sentences {run.supported}/{run.sentences} = {share:.0%}; "
-          f"{docs} documents in {wall:.0f} s = {docs / wall * 60:.2f} documents/min; "
-          f"{rate:.1f} generated tokens/s; failed {len(run.failed)}")
-    for path, why in run.failed:
+              f"{r['supported']:>5}/{r['checked']:<4} {n_sum:>5}/{n_doc:<5} {calls:>6}")
+    head = f"\n{args.set}, {args.style}, {args.model}"
+    print(head + (f": key facts {found}/{total} = {found / total:.0%}" if total else ""), end="")
+    share = supported / sentences if sentences else 0
+    rate = stats["generated_tokens"] / stats["generation_s"] if stats["generation_s"] else 0
+    docs, wall = stats["documents"], stats["wall_s"]
+    print(f"; supported sentences {supported}/{sentences} = {share:.0%}; summary words "
+          f"{words / max(doc_words, 1):.0%} of the documents'; {docs} documents in {wall:.0f} s ="
+          f" {docs / wall * 60:.2f} documents/min; {rate:.1f} generated tokens/s; failed "
+          f"{len(stats['failed'])}; load average {stats['load']:.1f} at the end")
+    for path, why in stats["failed"]:
         print(f"  failed: {path}: {why}")
 
 

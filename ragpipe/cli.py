@@ -504,7 +504,9 @@ def cmd_summarize(args: argparse.Namespace) -> int:
           f"{len(run.failed)}, removed {run.removed} in {run.seconds:.0f} s{rate}; {share} of "
           f"{run.sentences} summary sentences supported; output in {_safe(run.out)}")
     if not run.ok:
-        print("ragpipe: error: no document could be summarized", file=sys.stderr)
+        why = "no document could be summarized" if run.failed else (
+            "no documents to summarize (an empty folder or index, or none match --where)")
+        print(f"ragpipe: error: {why}", file=sys.stderr)
         return 1
     return 0
 

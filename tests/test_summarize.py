@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
@@ -145,6 +144,17 @@ def test_output_folder_is_locked_and_temporary_files_of_a_kill_go(tmp_path):
                 pass
     assert folder.markdown_path("../x/y.txt").parent == folder.root / "docs"
     assert (folder.root / "docs").stat().st_mode & 0o777 == 0o700
+
+
+def test_folder_filter_matches_as_the_index_filter_does():
+    from ragpipe.filters import parse_where
+
+    f = parse_where(["path=policies/", "type=pdf", "modified>=2024-01-01"])
+    jan = 1_704_153_600 * 10**9  # 2024-01-02
+    assert f.matches("policies/travel.pdf", "pdf", jan)
+    assert not f.matches("notes/travel.pdf", "pdf", jan)
+    assert not f.matches("policies/travel.md", "md", jan)
+    assert not f.matches("policies/travel.pdf", "pdf", jan - 10**9 * 86400 * 30)
 
 
 def test_sentence_sources_round_trip():

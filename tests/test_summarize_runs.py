@@ -163,6 +163,10 @@ def test_index_run_follows_the_sync(settings, embedder, small_llm, tmp_path):
     assert "note-02" not in (out / "index.md").read_text()
     assert set(pipe.summaries()) == {"note-00.txt", "note-01.txt", "note-03.txt"}
 
+    third = pipe.summarize(where={"path": "note-00"})  # part of the set: nothing pruned
+    assert third.reused == ("note-00.txt",) and not third.summarized and third.removed == 0
+    assert pipe.summary_of("note-01.txt") is not None
+
 
 def test_a_failing_document_is_reported_and_reasoning_never_reaches_a_summary(
     settings, small_llm, tmp_path

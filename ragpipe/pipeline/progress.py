@@ -34,13 +34,13 @@ class ProgressBar:
         if self.callback:
             self.callback(self.stage, self.done, self.total)
 
-    def advance(self, n: int = 1, **postfix: object) -> None:
-        """``n`` more items done; ``postfix`` is shown on the bar (e.g. tokens/s)."""
-        self.done += n
+    def advance(self, postfix: dict[str, object] | None = None) -> None:
+        """One more item done; ``postfix`` is shown on the bar (e.g. tokens/s)."""
+        self.done += 1
         if self._tqdm:
             if postfix:
                 self._tqdm.set_postfix(postfix, refresh=False)
-            self._tqdm.update(n)
+            self._tqdm.update(1)
         if self.callback:
             self.callback(self.stage, self.done, self.total)
 

@@ -210,13 +210,15 @@ def run(
                 summarized.append(d.paths[0])
                 tokens += s.generated_tokens
                 gen_s += s.timings.get("map_s", 0) + s.timings.get("reduce_s", 0)
-                bar.advance(**{"tok/s": f"{tokens / gen_s:.1f}" if gen_s else "-",
-                               "reused": len(reused), "failed": len(failed)})
+                bar.advance({"tok/s": f"{tokens / gen_s:.1f}" if gen_s else "-",
+                             "reused": len(reused), "failed": len(failed)})
         finally:
             bar.close()
         parts, rollup_error = _rollup(pipe, target, done)
         target.finish(title, done, failed, parts, unsupported)
-        removed = target.prune({s.key for s in done}, opts.style, opts.model)
+        # A filtered run sees only part of the documents: the others' summaries stay cached.
+        removed = target.prune({s.key for s in done}, opts.style, opts.model) if filt is None \
+            else 0
     return SummaryRun(
         target.root, tuple(summarized), tuple(reused), tuple(failed), removed,
         sum(len(s.sentences) for s in done), sum(s.supported for s in done), tokens,

@@ -165,7 +165,7 @@ def generate(gen: Any, messages: list[Message], max_tokens: int, usage: Usage,
     usage.generated += visible
     text = "".join(pieces)
     if junk >= _JUNK_RUN:  # keep the sentence's own closing punctuation
-        text = text[:clean] + re.match(r"[.!?)\]\"']*", text[clean:]).group(0)
+        text = text[:clean] + re.sub(r"[^.!?)\]\"'].*", "", text[clean:], flags=re.S)
     text = strip_think(text + think.flush())
     cut = repeats_from(text + "\n")
     text = text[:cut].rstrip(" ,;") if cut is not None else text

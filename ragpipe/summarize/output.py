@@ -235,10 +235,11 @@ def index_markdown(
         lines += [f"## Overview{': ' + part.title if part.title else ''}", ""]
 
         def cite(m: re.Match[str], part: RollupPart = part) -> str:
-            n = int(m.group(1))
-            return f"[[{n}]]({_link(part.sources[n - 1])})" if 0 < n <= len(part.sources) else ""
+            nums = [int(n) for n in m.group(1).split(",")]
+            return "".join(f"[[{n}]]({_link(part.sources[n - 1])})" for n in nums
+                           if 0 < n <= len(part.sources))
 
-        lines += [re.sub(r"\[(\d{1,3})\]", cite, part.text), ""]
+        lines += [re.sub(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]", cite, part.text), ""]
         refs = [f"[{i}] [{_name(p)}]({_link(p)})" for i, p in enumerate(part.sources, 1)]
         lines += ["  \n".join(refs), ""]
     lines += ["## Documents", "", "| document | supported sentences | summary |", "|---|---|---|"]

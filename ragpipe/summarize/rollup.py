@@ -47,8 +47,13 @@ class RollupPart:
 
 
 def lead(summary: DocumentSummary) -> str:
-    """The first supported sentences of a summary: what the roll-up reads of it."""
-    return " ".join([s.text for s in summary.sentences if s.supported][:LEAD_SENTENCES])
+    """The first supported sentences of a summary: what the roll-up reads of it.
+
+    Sentences of six words or more come first: short ones are mostly headings.
+    """
+    ok = [s.text for s in summary.sentences if s.supported]
+    full = [t for t in ok if len(t.split()) >= 6]
+    return " ".join((full or ok)[:LEAD_SENTENCES])
 
 
 def scopes(summaries: Sequence[DocumentSummary], by_folder: bool) -> list[tuple[str, list]]:
