@@ -29,7 +29,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from ragpipe.eval_workplace import has_key_point  # noqa: E402
 from ragpipe.ingest import read_document  # noqa: E402
 from ragpipe.pipeline import Pipeline  # noqa: E402
+from ragpipe.pipeline.summarize import folder_chunker  # noqa: E402
 from ragpipe.settings import load_settings  # noqa: E402
+from ragpipe.summarize import check_summary  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 
@@ -82,6 +84,8 @@ def main() -> None:
     ap.add_argument("--prompt", type=Path, default=None, help="a custom instruction file")
     ap.add_argument("--report", action="store_true",
                     help="only print the figures of an earlier run kept in --out")
+    ap.add_argument("--recheck", action="store_true",
+                    help="check the kept drafts again with the current check")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-summarize-"))
@@ -137,11 +141,15 @@ def report(args: argparse.Namespace, src: Path, names: list[str], facts: dict,
             print(f"{name:<36} not summarized")
             continue
         kps = facts.get(name, [])
+        doc, _ = read_document(src / name, name)
+        if args.recheck:
+            checked = check_summary(r["draft"], folder_chunker().split(doc))
+            r["sentences"] = [c.to_dict() for c in checked]
+            r["checked"], r["supported"] = len(checked), sum(c.supported for c in checked)
         kept = " ".join(s["text"] for s in r["sentences"] if s["supported"])
         f_all = sum(has_key_point(r["summary"], k) for k in kps)
         f_sup = sum(has_key_point(kept, k) for k in kps)
         found, total = found + f_all, total + len(kps)
-        doc, _ = read_document(src / name, name)
         n_doc = sum(len(p.text.split()) for p in doc.pages)
         n_sum = len(r["draft"].split())
         words, doc_words = words + n_sum, doc_words + n_doc

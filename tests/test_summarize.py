@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -35,13 +36,12 @@ POLICY = (
 
 
 def chunks_of(text: str, size: int = 80) -> list[Chunk]:
-    """Consecutive chunks of one page, offsets exact (page_text[start:end] == text)."""
-    out, start = [], 0
-    while start < len(text):
-        end = min(len(text), start + size)
-        out.append(Chunk(text[start:end], 1, start, end, len(out)))
-        start = end
-    return out
+    """The chunks a folder run makes (page 1), about ``size`` characters each."""
+    from ragpipe.chunking import Chunker
+    from ragpipe.datatypes import Document, Page
+
+    doc = Document("doc.txt", (Page(1, text),), "txt")
+    return Chunker(lambda t: len(t) // 4 + 1, size // 4, 0, size // 4).split(doc)
 
 
 # ----- the check ---------------------------------------------------------------------------------
@@ -58,12 +58,21 @@ def test_invented_number_is_flagged_and_a_true_sentence_gets_its_passage():
     assert not named.supported and "Joanna" in named.problem and "Smith" in named.problem
 
 
-def test_a_sentence_joining_two_passages_is_supported_by_both():
-    text = ("Form TR-7 is the travel expense claim form used by every employee. " * 2
-            + "x" * 40 + " Claims are submitted within 30 days of returning from the trip.")
-    chunks = [Chunk(text[:140], None, 0, 140, 0), Chunk(text[140:], None, 140, len(text), 1)]
-    (s,) = check_summary("Form TR-7 claims are submitted within 30 days.", chunks)
-    assert s.supported and len(s.sources) == 2
+def test_a_sentence_joining_two_sentences_is_supported_by_both_but_not_by_scattered_words():
+    text = ("IT Operations maintains this page. Holidays are booked in PeopleHub. Account "
+            "lockouts are rare. Printers are on floor 2. Contact the team lead for leave. "
+            "Form TR-7 is the travel expense claim form. Claims are submitted within 30 days "
+            "of the trip.")  # all the words of the second claim are in the first chunk
+    cut = text.index("Claims")
+    chunks = [Chunk(text[:cut], None, 0, cut, 0), Chunk(text[cut:], None, cut, len(text), 1)]
+    joined, scattered = check_summary(
+        "Form TR-7 claims are submitted within 30 days.\n"
+        "Account lockout: contact the IT Operations team.", chunks)
+    assert joined.supported and [p.ordinal for p in joined.sources] == [0, 1]
+    assert [text[p.start:p.end] for p in joined.sources] == [
+        "Form TR-7 is the travel expense claim form.",
+        "Claims are submitted within 30 days of the trip."]
+    assert not scattered.supported and "one or two sentences" in scattered.problem
 
 
 def test_flagged_or_dropped_in_the_text_shown():
@@ -130,7 +139,14 @@ def test_groups_cover_the_chunks_in_order_and_each_fits():
     assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
     assert all(count(0, i, j) <= 60 for i, j in ranges)
     assert all(count(0, i, j + 1) > 60 for i, j in ranges[:-1])  # the longest that fits
-    assert join_chunks(chunks) == POLICY * 8
+    assert join_chunks(chunks).split() == (POLICY * 8).split()  # every word, once, in order
+    from ragpipe.chunking import Chunker
+    from ragpipe.datatypes import Document, Page
+
+    doc = Document("d.txt", (Page(None, POLICY * 3),), "txt")
+    overlapping = Chunker(lambda t: len(t) // 4 + 1, 20, 6, 20).split(doc)
+    assert any(b.start < a.end for a, b in zip(overlapping, overlapping[1:], strict=False))
+    assert join_chunks(overlapping).split() == (POLICY * 3).split()  # the overlap read once
 
 
 # ----- the output folder -------------------------------------------------------------------------
@@ -174,3 +190,17 @@ def test_bad_style_and_prompt_file_are_one_line_errors(settings, tmp_path):
         pipe.summarize(folder, prompt=tmp_path / "nope.txt", out=tmp_path / "o")
     with pytest.raises(InvalidArgument, match="is not a folder"):
         pipe.summarize(tmp_path / "missing", out=tmp_path / "o")
+
+
+def test_the_batch_lowers_its_own_priority_only(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import os; from ragpipe.pipeline.summarize import lower_priority; "
+            "before = os.nice(0); print(before, lower_priority(7), lower_priority(0))")
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(root)}, check=True).stdout
+    before, after, unchanged = map(int, out.split())
+    assert after == min(19, before + 7) and unchanged == after
+    assert os.nice(0) == before  # the calling process (a UI) keeps its priority

@@ -100,6 +100,11 @@ def lower_priority(increment: int) -> int:
         return os.nice(0)
 
 
+def folder_chunker() -> Chunker:
+    """How a folder run cuts documents into passages: by characters, about 4 per token."""
+    return Chunker(lambda t: len(t) // 4 + 1, FOLDER_CHUNKS, 0, FOLDER_CHUNKS)
+
+
 def _folder_docs(folder: Path, pipe: Pipeline, where: Filter | None,
                  failed: list[tuple[str, str]]) -> list[_Doc]:
     if not folder.is_dir():
@@ -142,7 +147,7 @@ def _read(pipe: Pipeline, todo: list[_Doc]) -> Iterator[tuple[_Doc, list[Chunk] 
             yield d, chunks or "no longer in the index (it was synced during the run)"
         return
     by_rel = {d.paths[0]: d for d in todo}
-    chunker = Chunker(lambda t: len(t) // 4 + 1, FOLDER_CHUNKS, 0, FOLDER_CHUNKS)
+    chunker = folder_chunker()
     files = [(d.file, d.paths[0]) for d in todo if d.file is not None]
     for rel, doc, outcome, message in read_many(files, pipe.settings.ingest):
         d = by_rel[rel]
