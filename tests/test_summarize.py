@@ -204,3 +204,16 @@ def test_the_batch_lowers_its_own_priority_only(tmp_path):
     before, after, unchanged = map(int, out.split())
     assert after == min(19, before + 7) and unchanged == after
     assert os.nice(0) == before  # the calling process (a UI) keeps its priority
+
+
+def test_index_page_links_citations_and_lists_failures():
+    from ragpipe.summarize.output import index_markdown
+    from ragpipe.summarize.rollup import RollupPart
+
+    s = DocumentSummary("pol/a b.txt", "0" * 64, "m", "v", "brief", "A is true.",
+                        (SummarySentence("A is true.", True, 1.0),))
+    part = RollupPart("", ("pol/a b.txt", "c.md"), "A is true [1]. C is short [1, 2].")
+    page = index_markdown("folder", [s], [("x.pdf", "parse_error: broken")], [part], "flag")
+    assert "A is true [[1]](docs/pol/a%20b.txt.md)." in page
+    assert "[[1]](docs/pol/a%20b.txt.md)[[2]](docs/c.md.md)" in page
+    assert "- `x.pdf`: parse_error: broken" in page and "| 1/1 |" in page

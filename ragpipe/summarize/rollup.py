@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..datatypes import Hit
+from ..datatypes import Citation, Hit
 from ..grounding import check_answer
 from ..safety import neutralize_links
 from .mapreduce import Usage, fit_groups, generate
@@ -91,6 +92,8 @@ def rollup(gen: Any, parts: Sequence[tuple[str, list]], max_tokens: int) -> list
             part = entries[i:j]
             text = generate(gen, rollup_messages(part), max_tokens, usage,
                             ROLLUP.format(n=len(part)))
+            # A numbered list's "1." would be checked as a sentence of its own.
+            text = re.sub(r"(?m)^(\s*)\d{1,2}\.\s+", r"\1- ", text)
             hits = [Hit(k, t, p, None, 0, len(t), 0.0) for k, (p, t) in enumerate(part, 1)]
             checked = check_answer(neutralize_links(text, [t for _, t in part]), hits)
             name = title if len(ranges) == 1 else f"{title} part {n}".strip()
@@ -99,6 +102,22 @@ def rollup(gen: Any, parts: Sequence[tuple[str, list]], max_tokens: int) -> list
                  "sentence": c.sentence, "inferred": c.inferred}
                 for c in checked.citations
             )
-            out.append(RollupPart(name, tuple(p for p, _ in part), checked.text, cites,
+            out.append(RollupPart(name, tuple(p for p, _ in part),
+                                  _cite_inferred(checked.text, checked.citations), cites,
                                   checked.support.uncited_sentences))
     return out
+
+
+def _cite_inferred(text: str, citations: Sequence[Citation]) -> str:
+    """``text`` with a marker after each sentence the check found in a summary uncited.
+
+    So every supported sentence of the overview names its document.
+    """
+    pos = 0
+    for c in citations:
+        i = text.find(c.sentence, pos) if c.inferred else -1
+        if i >= 0:
+            end = i + len(c.sentence)
+            text = f"{text[:end]} [{c.n}]{text[end:]}"
+            pos = end
+    return text
