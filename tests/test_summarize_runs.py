@@ -200,7 +200,7 @@ def test_exit_code_is_non_zero_only_when_nothing_was_summarized(tmp_path, capsys
 
 def test_killed_run_resumes_without_losing_or_redoing_work(tmp_path):
     folder, out = tmp_path / "docs", tmp_path / "out"
-    names = write_docs(folder, 6, sentences=12)
+    names = write_docs(folder, 10, sentences=12)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
            "RAGPIPE_PATHS_MODELS": str(ROOT / "models"), "RAGPIPE_LLM_MODEL": "smollm2-135m",
            "RAGPIPE_LLM_N_CTX": "1024", "RAGPIPE_LLM_THREADS": "2",
@@ -212,11 +212,11 @@ def test_killed_run_resumes_without_losing_or_redoing_work(tmp_path):
     while len(list(out.glob(".cache/*.json"))) < 2 and proc.poll() is None:
         assert time.monotonic() < deadline, "no summary written in 300 s"
         time.sleep(0.05)
-    time.sleep(random.Random().uniform(0, 1.5))  # somewhere inside the next document
+    time.sleep(random.Random().uniform(0, 0.5))  # somewhere inside the next document
     proc.kill()
     proc.communicate()
     done = {f.name: (f.stat().st_ino, f.stat().st_mtime_ns) for f in out.glob(".cache/*.json")}
-    assert 2 <= len(done) < 6
+    assert 2 <= len(done) < len(names)
     for md in out.rglob("*.md"):  # whatever is there is whole
         assert md.read_text().startswith("# Summary of") and md.read_text().endswith("\n")
 

@@ -287,13 +287,14 @@ def summarize_chunks(
     whole = map_messages(title, join_chunks(chunks), style, None, custom)
     if gen.count_prompt_tokens(whole) <= limit:
         usage.map_calls = 1
-        notes = [generate(gen, whole, max_tokens, usage, instruction(style, None, custom))]
+        notes = [generate(gen, whole, max_tokens, usage,
+                          instruction(style, None, custom, len(join_chunks(chunks))))]
     else:
         notes = []
         for k, group in enumerate(map_groups(gen, title, chunks, style, custom, limit), 1):
             messages = map_messages(title, join_chunks(group), style, k, custom)
             notes.append(generate(gen, messages, max_tokens, usage,
-                                  instruction(style, k, custom)))
+                                  instruction(style, k, custom, len(join_chunks(group)))))
             usage.map_calls += 1
     usage.seconds["map_s"] = time.monotonic() - t0
     t0 = time.monotonic()

@@ -16,7 +16,7 @@ from ..settings import SummaryStyle
 
 Message = dict[str, str]
 
-PROMPT_VERSION = "2"
+PROMPT_VERSION = "3"
 STYLES: tuple[str, ...] = typing.get_args(SummaryStyle)
 
 SYSTEM = (
@@ -32,12 +32,17 @@ _EXACT = (
 # "this part of the document"), per style. A 0.5B model asked for prose writes vague lines
 # ("This document outlines the procedures ..."); asked for a list of key facts it picks
 # the document's own sentences and keeps their figures (README, Batch summaries). So
-# "detailed" asks for the list too, and its lines are joined into paragraphs
-# (mapreduce.as_prose).
-_FACTS = ("List the key facts of {what} as bullet points, one per line, each starting with "
-          "\"- \". " + _EXACT)
-_MAP = {"brief": "Summarize {what} in one or two sentences. " + _EXACT,
-        "detailed": _FACTS, "bullets": _FACTS}
+# "detailed" asks for every key fact as a list, whose lines are joined into paragraphs
+# (mapreduce.as_prose), and "bullets" for the {n} most important ones: without a number
+# the model copies most of the text.
+_MAP = {
+    "brief": "Summarize {what} in one or two sentences. " + _EXACT,
+    "detailed": "List the key facts of {what} as bullet points, one per line, each starting "
+                "with \"- \". " + _EXACT,
+    "bullets": "List the {n} most important facts of {what} as bullet points, one per line, "
+               "each starting with \"- \". " + _EXACT,
+}
+_CHARS_PER_FACT = 400  # bullets: one fact per this many characters of text, at least three
 # What to make of the notes on all parts, in order.
 _COMBINE = ("Combine these notes into one list of bullet points for the whole document, in "
             "the same order, each starting with \"- \"; leave out repetition. " + _EXACT)
@@ -78,10 +83,11 @@ def prompt_version(custom: str | None, max_tokens: int, group_tokens: int) -> st
     return f"{base}/max{max_tokens}/group{group_tokens}"
 
 
-def instruction(style: str, part: int | None, custom: str | None = None) -> str:
-    """The instruction of a map prompt (also what an echoing model repeats)."""
+def instruction(style: str, part: int | None, custom: str | None = None, chars: int = 0
+                ) -> str:
+    """The instruction of a map prompt on ``chars`` characters of text."""
     what = "this document" if part is None else "this part of the document"
-    return custom or _MAP[style].format(what=what)
+    return custom or _MAP[style].format(what=what, n=max(3, chars // _CHARS_PER_FACT))
 
 
 def map_messages(
@@ -92,7 +98,8 @@ def map_messages(
     return [
         {"role": "system", "content": SYSTEM},
         {"role": "user",
-         "content": f"{head}\n\n{text.strip()}\n\n{instruction(style, part, custom)}"},
+         "content": f"{head}\n\n{text.strip()}\n\n"
+                    f"{instruction(style, part, custom, len(text.strip()))}"},
     ]
 
 
