@@ -112,6 +112,22 @@ def _parser() -> argparse.ArgumentParser:
     ep.add_argument("--json", type=Path, default=None, metavar="OUT",
                     help="also write the figures as JSON to OUT ('-' for stdout)")
 
+    sp = sub.add_parser("summarize", help="summarize every document of a folder or an index")
+    sp.add_argument("folder", type=Path, nargs="?",
+                    help="folder of documents (default: the documents of --index)")
+    sp.add_argument("--index", default=None, help="summarize an index's documents "
+                    "(default: default, when no FOLDER is given)")
+    sp.add_argument("--where", action="append", default=[], metavar="FILTER",
+                    help="only some documents: path=PREFIX, type=pdf, modified>=2024-01-01 "
+                         "(as for search)")
+    sp.add_argument("--style", choices=["brief", "detailed", "bullets"],
+                    help="default: summarize.style (detailed)")
+    sp.add_argument("--prompt", type=Path, metavar="FILE",
+                    help="a file with the instruction to use instead of the style's")
+    sp.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: the "
+                    "index's summaries folder, or ./summaries/FOLDER_NAME)")
+    sp.add_argument("--model", help="answer model for this run (sets llm.model)")
+
     mp = sub.add_parser("models", help="prepare, list or describe the models")
     mp.add_argument("action", choices=["prepare", "list", "info"])
     mp.add_argument("model", nargs="?", default=None,
@@ -527,6 +543,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_summarize(args: argparse.Namespace) -> int:
+    """Summarize; exit 1 only when no document could be summarized."""
+    from .pipeline import Pipeline
+    from .pipeline.summarize import lower_priority
+
+    if args.folder is not None and args.index is not None:
+        print("ragpipe: error: give a FOLDER or --index NAME, not both", file=sys.stderr)
+        return 2
+    if args.model:
+        args.set.append(f"llm.model={args.model}")
+    settings = _settings(args)
+    pipe = Pipeline(settings, index=args.index or "default")
+    # The batch yields the CPU to questions asked meanwhile (README: Batch summaries).
+    lower_priority(settings.summarize.nice)
+    run = pipe.summarize(args.folder, _parse_where(args.where), args.style, args.prompt,
+                         args.out)
+    for path, why in run.failed:
+        print(f"  ! {_safe(path)}: {_safe(why)}")
+    if run.rollup_error:
+        print(f"  ! roll-up not written: {_safe(run.rollup_error)}")
+    rate = f", {run.generated_tokens / run.generation_s:.1f} tokens/s" if run.generation_s else ""
+    share = f"{run.supported / run.sentences:.0%}" if run.sentences else "none"
+    print(f"summarized {len(run.summarized)}, reused {len(run.reused)}, failed "
+          f"{len(run.failed)}, removed {run.removed} in {run.seconds:.0f} s{rate}; {share} of "
+          f"{run.sentences} summary sentences supported; output in {_safe(run.out)}")
+    if not run.ok:
+        why = "no document could be summarized" if run.failed else (
+            "no documents to summarize (an empty folder or index, or none match --where)")
+        print(f"ragpipe: error: {why}", file=sys.stderr)
+        return 1
+    return 0
+
+
 COMMANDS = {
     "ingest": cmd_ingest,
     "sync": cmd_sync,
@@ -537,6 +586,7 @@ COMMANDS = {
     "fsck": cmd_fsck,
     "models": cmd_models,
     "eval": cmd_eval,
+    "summarize": cmd_summarize,
 }
 
 

@@ -65,3 +65,7 @@ class ReadError(RagpipeError):
     def __init__(self, outcome: str, message: str) -> None:
         super().__init__(message)
         self.outcome = outcome
+
+
+class OutputLocked(RagpipeError):
+    """Another process is writing the same output folder (a summarize run)."""

@@ -60,6 +60,16 @@ class Filter:
             args.append(int(self.modified_to))
         return (" AND ".join(conds) or "1"), args
 
+    def matches(self, path: str, kind: str | None, mtime_ns: int) -> bool:
+        """The same test as ``sql`` on one file; ``kind`` None (not read yet) passes it."""
+        if [p for p in self.paths if p] and not any(path.startswith(p) for p in self.paths if p):
+            return False
+        if kind is not None and [k for k in self.kinds if k] and kind not in self.kinds:
+            return False
+        if self.modified_from is not None and mtime_ns < self.modified_from:
+            return False
+        return self.modified_to is None or mtime_ns < self.modified_to
+
     @classmethod
     def of(cls, where: Filter | Mapping[str, Any] | None) -> Filter | None:
         """A Filter from a Filter or a dict; None when nothing is filtered.

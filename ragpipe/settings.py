@@ -26,6 +26,9 @@ Fusion = Literal["convex", "rrf"]
 AnswerStyle = Literal["compose", "extract", "free"]
 Rewrite = Literal["heuristic", "model", "off"]
 Backend = Literal["llama_cpp", "openai"]
+SummaryStyle = Literal["brief", "detailed", "bullets"]
+Unsupported = Literal["flag", "drop"]
+Rollup = Literal["set", "folders", "off"]
 
 
 @dataclass
@@ -147,6 +150,19 @@ class PrivacySettings:
     # Host names, IP addresses or networks ("gpu-box.lan", "10.1.2.3", "10.0.0.0/8") that
     # a local_only index may send passages to, besides loopback.
     trusted_hosts: tuple[str, ...] = ()
+class SummarizeSettings:
+    """Batch summaries, ``ragpipe summarize`` (README: Batch summaries)."""
+
+    style: SummaryStyle = "detailed"
+    max_tokens: int = 384  # generated tokens per model call (a part's notes, a summary)
+    # A map step reads at most this many prompt tokens (the model's n_ctx - max_tokens
+    # caps it too): a small model summarizes a short part far better than a long one.
+    group_tokens: int = 512
+    unsupported: Unsupported = "flag"  # sentences the check cannot back: flagged or dropped
+    rollup: Rollup = "set"  # one overview of the whole set, one per top-level folder, or none
+    # Added to the batch process's CPU niceness, so questions asked meanwhile come first
+    # (measured: README, Batch summaries); 0 keeps the priority.
+    nice: int = 10
 
 
 @dataclass
@@ -161,6 +177,7 @@ class Settings:
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    summarize: SummarizeSettings = field(default_factory=SummarizeSettings)
 
     def check(self) -> None:
         """Raise ConfigError, naming the setting and what it takes, for a value that means nothing.
@@ -183,6 +200,12 @@ class Settings:
             raise ConfigError(
                 f"llm.max_tokens ({self.llm.max_tokens}) must be smaller than llm.n_ctx "
                 f"({self.llm.n_ctx}): the prompt needs the rest of the window"
+            )
+        if self.summarize.max_tokens * 4 > self.llm.n_ctx:
+            raise ConfigError(
+                f"summarize.max_tokens ({self.summarize.max_tokens}) must be at most a quarter "
+                f"of llm.n_ctx ({self.llm.n_ctx}): a reduce step reads two parts' notes and "
+                "writes a third"
             )
         for part in dataclasses.fields(self):
             obj = getattr(self, part.name)
@@ -234,6 +257,9 @@ _RULES: tuple[tuple[str, typing.Callable[[Any], bool], str], ...] = (
     ("ingest.workers", lambda v: v >= 0, "0 (one per CPU core) or more"),
     ("ingest.timeout_s", lambda v: v > 0, "more than 0"),
     ("ingest.memory_mb", lambda v: v >= 0, "0 (no cap) or more"),
+    ("summarize.max_tokens", lambda v: v >= 16, "at least 16"),
+    ("summarize.group_tokens", lambda v: v >= 64, "at least 64"),
+    ("summarize.nice", lambda v: 0 <= v <= 19, "between 0 (unchanged) and 19 (lowest)"),
 )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .. import models
@@ -32,6 +32,8 @@ from ..prompts import FittedPrompt, fit_prompt
 from ..retrieval import Retriever, embed_query
 from ..settings import Settings, load_settings
 from ..store import Store
+from ..summarize import DocumentSummary
+from . import summarize as batch
 from .answer import AnswerStream
 from .progress import Progress
 from .sync import sync_folder
@@ -282,6 +284,33 @@ class Pipeline:
         for _ in s:
             pass
         return s.answer
+
+    # ----- summaries (pipeline/summarize.py) --------------------------------------------------
+    def summarize(
+        self, folder: Path | None = None, where: Filter | dict | None = None,
+        style: str | None = None, prompt: Path | None = None, out: Path | None = None,
+        progress: Progress | None = None, note: Callable[[str], None] | None = None,
+    ) -> batch.SummaryRun:
+        """Summarize every document of ``folder``, or of this index when it is None.
+
+        Resumable: each summary is stored under its key (content hash, model, prompt
+        version, style) in ``out`` (default: the index's ``summaries`` folder, or
+        ./summaries/FOLDER) and reused while that key holds.
+        """
+        return batch.run(self, folder, where, style, prompt, out, progress, note)
+
+    def summaries(self, out: Path | None = None) -> dict[str, DocumentSummary]:
+        """Path -> the last run's summary, for each document whose content it still matches."""
+        return batch.summaries(self, out)
+
+    def summary_of(self, path: str, out: Path | None = None) -> DocumentSummary | None:
+        """The cached summary of an indexed document's current content, or None."""
+        return batch.summary_of(self, path, out)
+
+    def summarize_document(self, path: str, out: Path | None = None
+                           ) -> DocumentSummary:
+        """Summarize one indexed document ("summarize this document"); cached when present."""
+        return batch.summarize_one(self, path, out)
 
 
 def build_generator(settings: Settings) -> Generator:

@@ -1,4 +1,4 @@
-"""Progress of a sync: a callback type and the bar that reports to it and to the terminal."""
+"""Progress of a sync or a summarize run: a callback type and the bar on the terminal."""
 
 from __future__ import annotations
 
@@ -12,14 +12,18 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 class ProgressBar:
     """A tqdm progress bar on stderr (when it is a terminal or forced), plus a callback."""
 
-    def __init__(self, total: int, unit: str, callback: Progress | None) -> None:
+    def __init__(
+        self, total: int, unit: str, callback: Progress | None, desc: str = "ingest",
+        stage: str = "files",
+    ) -> None:
         self.total, self.done, self.n_chunks = total, 0, 0
         self.callback = callback
+        self.stage = stage
         self._tqdm = None
         if total and (sys.stderr.isatty() or os.environ.get("RAGPIPE_PROGRESS") == "1"):
             from tqdm import tqdm
 
-            self._tqdm = tqdm(total=total, unit=unit, desc="ingest", file=sys.stderr)
+            self._tqdm = tqdm(total=total, unit=unit, desc=desc, file=sys.stderr)
 
     def update(self) -> None:
         """One more file done."""
@@ -28,7 +32,17 @@ class ProgressBar:
             self._tqdm.set_postfix(chunks=self.n_chunks, refresh=False)
             self._tqdm.update(1)
         if self.callback:
-            self.callback("files", self.done, self.total)
+            self.callback(self.stage, self.done, self.total)
+
+    def advance(self, postfix: dict[str, object] | None = None) -> None:
+        """One more item done; ``postfix`` is shown on the bar (e.g. tokens/s)."""
+        self.done += 1
+        if self._tqdm:
+            if postfix:
+                self._tqdm.set_postfix(postfix, refresh=False)
+            self._tqdm.update(1)
+        if self.callback:
+            self.callback(self.stage, self.done, self.total)
 
     def chunks(self, n: int) -> None:
         """Count ``n`` more chunks stored (shown on the bar)."""

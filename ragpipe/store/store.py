@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..datatypes import FileReport, Hit, Outcome
+from ..datatypes import Chunk, FileReport, Hit, Outcome
 from ..errors import IndexCorrupt, IndexMismatch, IndexNotFound
 from . import check, keywords, lock, private, vectors
 from .salvage import salvage as salvage_database
@@ -311,6 +311,29 @@ class Store:
             "SELECT path, outcome, message, pages, chunks, kind FROM files ORDER BY path"
         )
         return [FileReport(r[0], Outcome(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+    @guarded
+    def contents(self, where: tuple[str, list] | None = None) -> list[tuple[str, list[str]]]:
+        """(sha256, its paths in order) of every stored content, by first path.
+
+        ``where`` is a condition on ``files f`` (Filter.sql): only matching paths count.
+        """
+        cond, args = where or ("1", [])
+        rows = self._conn().execute(
+            "SELECT f.sha256, f.path FROM files f JOIN contents c ON c.sha256 = f.sha256 "
+            f"WHERE {cond} ORDER BY f.path", args)
+        out: dict[str, list[str]] = {}
+        for sha, path in rows:
+            out.setdefault(sha, []).append(path)
+        return list(out.items())
+
+    @guarded
+    def chunks_of(self, sha256: str) -> list[Chunk]:
+        """The chunks of one stored content, in order ([] when it is no longer stored)."""
+        rows = self._conn().execute(
+            "SELECT text, page, start, end, ordinal, heading FROM chunks WHERE sha256 = ? "
+            "ORDER BY ordinal", (sha256,))
+        return [Chunk(*r) for r in rows]
 
     @guarded
     def file_rows(self) -> dict[str, FileRow]:
