@@ -150,6 +150,9 @@ class PrivacySettings:
     # Host names, IP addresses or networks ("gpu-box.lan", "10.1.2.3", "10.0.0.0/8") that
     # a local_only index may send passages to, besides loopback.
     trusted_hosts: tuple[str, ...] = ()
+
+
+@dataclass
 class SummarizeSettings:
     """Batch summaries, ``ragpipe summarize`` (README: Batch summaries)."""
 
@@ -201,16 +204,22 @@ class Settings:
                 f"llm.max_tokens ({self.llm.max_tokens}) must be smaller than llm.n_ctx "
                 f"({self.llm.n_ctx}): the prompt needs the rest of the window"
             )
+        for part in dataclasses.fields(self):
+            obj = getattr(self, part.name)
+            for name, typ in typing.get_type_hints(type(obj)).items():
+                _check_choice(getattr(obj, name), typ, f"{part.name}.{name}")
+
+    def check_summaries(self) -> None:
+        """Raise ConfigError when the window cannot hold a summary's reduce step.
+
+        Checked when summarizing, not when settings load: answers need no such room.
+        """
         if self.summarize.max_tokens * 4 > self.llm.n_ctx:
             raise ConfigError(
                 f"summarize.max_tokens ({self.summarize.max_tokens}) must be at most a quarter "
                 f"of llm.n_ctx ({self.llm.n_ctx}): a reduce step reads two parts' notes and "
                 "writes a third"
             )
-        for part in dataclasses.fields(self):
-            obj = getattr(self, part.name)
-            for name, typ in typing.get_type_hints(type(obj)).items():
-                _check_choice(getattr(obj, name), typ, f"{part.name}.{name}")
 
     def index_dir(self, name: str) -> Path:
         """Folder of the index called ``name``."""

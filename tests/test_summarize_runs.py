@@ -63,6 +63,16 @@ class Recording:
     def n_ctx(self) -> int:
         return self.gen.n_ctx
 
+    @property
+    def name(self) -> str:
+        return self.gen.name
+
+    @property
+    def capabilities(self):  # noqa: ANN201 - text only: the generator contract's minimum
+        from ragpipe.generation import Capabilities
+
+        return Capabilities()
+
     def count_prompt_tokens(self, messages) -> int:  # noqa: ANN001
         return self.gen.count_prompt_tokens(messages)
 
@@ -85,10 +95,10 @@ class FailsOn(Recording):
 
     def __init__(self, gen, name: str) -> None:  # noqa: ANN001
         super().__init__(gen)
-        self.name = name
+        self.fails_on = name
 
     def stream(self, messages, max_tokens):  # noqa: ANN001, ANN201
-        if self.name in messages[-1]["content"]:
+        if self.fails_on in messages[-1]["content"]:
             raise RuntimeError("llama_decode returned -3")
         yield from super().stream(messages, max_tokens)
 
@@ -120,7 +130,7 @@ def test_planted_key_facts_mostly_reach_the_summary(small_llm):
         "The removal budget is EUR 4,800 and is held by the Office Manager."
     )
     facts = ["14 March", "MV-12", "CrateDesk", "2 working days", "EUR 4,800"]
-    opts = SummaryOptions("bullets", "smollm2-135m", max_tokens=160)
+    opts = SummaryOptions("detailed", "smollm2-135m", max_tokens=160)
     s = summarize_document(small_llm, "move.txt", "0" * 64, chunks_for(text), opts)
     found = [f for f in facts if has_key_point(s.text(), f)]
     assert len(found) >= 3, (found, s.draft)  # loose: a 135M model, most of five facts

@@ -297,6 +297,7 @@ class Pipeline:
         version, style) in ``out`` (default: the index's ``summaries`` folder, or
         ./summaries/FOLDER) and reused while that key holds.
         """
+        self.settings.check_summaries()
         return batch.run(self, folder, where, style, prompt, out, progress, note)
 
     def summaries(self, out: Path | None = None) -> dict[str, DocumentSummary]:
@@ -310,6 +311,7 @@ class Pipeline:
     def summarize_document(self, path: str, out: Path | None = None
                            ) -> DocumentSummary:
         """Summarize one indexed document ("summarize this document"); cached when present."""
+        self.settings.check_summaries()
         return batch.summarize_one(self, path, out)
 
 
