@@ -60,3 +60,19 @@ def test_ask_where_on_the_command_line(pipe, settings, monkeypatch, capsys):
     assert {p["source"] for p in out["passages"]} == {"archive/travel-2019.txt"}
     assert main(["ask", QUESTION, "--where", "colour=blue"]) == 2
     assert "--where takes" in capsys.readouterr().err
+
+
+def test_chosen_documents_are_exact_paths_and_folders_are_listed(pipe, tmp_path):
+    from ragpipe.filters import folders_of, scope
+
+    docs = tmp_path / "docs"
+    (docs / "policies" / "travel.md.old").write_text(OLD.replace("TR-2", "TR-1"))
+    pipe.sync(docs)
+    chosen = scope(folders=["archive/"], documents=["policies/travel.md"])
+    assert chosen == Filter(files=("policies/travel.md",))
+    assert {h.source for h in pipe.search(QUESTION, k=5, where=chosen)} == {"policies/travel.md"}
+    by_folder = scope(folders=["policies/"])
+    assert {h.source for h in pipe.search(QUESTION, k=5, where=by_folder)} == {
+        "policies/travel.md", "policies/travel.md.old"}
+    assert scope() is None
+    assert folders_of(["a/b/c.txt", "a/d.txt", "e.txt"]) == ["a/", "a/b/"]
