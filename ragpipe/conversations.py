@@ -121,6 +121,13 @@ def answer_detail(answer: Answer, shown: tuple[Hit, ...], **extra: Any) -> dict[
     }
 
 
+def settings_record(settings: Any) -> dict[str, Any]:
+    """The settings that shape an answer (model, answer, retrieval), stored with it."""
+    r = settings.retrieval
+    return {"llm": asdict(settings.llm), "answer": asdict(settings.answer),
+            "retrieval": {"top_k": r.top_k, "mode": r.mode}, "embedder": settings.embedder.model}
+
+
 class Conversations:
     """Conversations in the app database (appstate.py); every call names its owner."""
 

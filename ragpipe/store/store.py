@@ -313,6 +313,11 @@ class Store:
         return [FileReport(r[0], Outcome(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
 
     @guarded
+    def indexed_times(self) -> dict[str, float]:
+        """When each path's row was last written (read, renamed or failed), epoch seconds."""
+        return dict(self._conn().execute("SELECT path, updated FROM files").fetchall())
+
+    @guarded
     def file_rows(self) -> dict[str, FileRow]:
         """Change-detection facts for every known path."""
         rows = self._conn().execute(
