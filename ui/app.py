@@ -13,21 +13,23 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from pathlib import Path  # noqa: E402
 
+import state  # noqa: E402  ui/state.py (script folder)
 import streamlit as st  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
 st.set_page_config(page_title="ragpipe", page_icon="📄", layout="wide")
 nav = st.navigation({
-    "Employees": [st.Page(HERE / "pages" / "ask.py", title="Ask", icon=":material/chat:",
+    "Employees": [st.Page(HERE / "app_pages" / "ask.py", title="Ask", icon=":material/chat:",
                           default=True)],
     "Admins": [
-        st.Page(HERE / "pages" / "documents.py", title="Documents",
+        st.Page(HERE / "app_pages" / "documents.py", title="Documents",
                 icon=":material/folder_open:", url_path="documents"),
-        st.Page(HERE / "pages" / "health.py", title="Index health",
+        st.Page(HERE / "app_pages" / "health.py", title="Index health",
                 icon=":material/monitor_heart:", url_path="health"),
-        st.Page(HERE / "pages" / "model_card.py", title="Model card",
+        st.Page(HERE / "app_pages" / "model_card.py", title="Model card",
                 icon=":material/memory:", url_path="model"),
     ],
 })
+state.owner()  # every page keeps the browser's token in its URL
 nav.run()

@@ -123,11 +123,17 @@ def index_names(settings: Settings) -> list[str]:
 
 
 def owner() -> str:
-    """Who asks: the browser's token from the URL, made (and put in the URL) if missing."""
+    """Who asks: the browser's token from the URL, made (and put in the URL) if missing.
+
+    Kept in the session too, and put back into the URL on every page, because moving
+    to another page of the app drops the URL's parameters.
+    """
     token = st.query_params.get("u")
     if not valid_owner(token):
-        token = new_owner()
+        kept = st.session_state.get("owner")
+        token = kept if valid_owner(kept) else new_owner()
         st.query_params["u"] = token
+    st.session_state["owner"] = token
     return token
 
 

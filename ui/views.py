@@ -30,12 +30,12 @@ PDF_INLINE_BYTES = 20 * 1024 * 1024
 def citation_mark(cites: list[Citation]) -> str:
     """How a passage was used by the answer, in a few words."""
     if not cites:
-        return "not cited"
+        return ":gray-badge[not cited]"
     if all(c.supported for c in cites):
-        return "✅ cited, supported"
+        return ":green-badge[:material/check: cited, supported]"
     if any(c.supported for c in cites):
-        return "⚠️ cited, partly supported"
-    return "❌ cited, not supported by this passage"
+        return ":orange-badge[:material/warning: cited, partly supported]"
+    return ":red-badge[:material/close: cited, not supported by this passage]"
 
 
 def _local_span(hit: Hit, cites: list[Citation]) -> tuple[int, int] | None:
@@ -84,9 +84,10 @@ def show_sources(pipe: Pipeline, m: Message, expanded: bool) -> None:
 def source_dialog(pipe: Pipeline, n: int, hit: Hit, cites: list[Citation]) -> None:
     """One source: file, page, the whole passage with its supporting text, the original."""
     st.markdown(f"**[{n}] {file_name(hit.source)}**")
-    where = f"page {hit.page}" if hit.page is not None else "no pages"
-    st.caption(f"{where} · characters {hit.start}–{hit.end} · {citation_mark(cites)}")
-    st.markdown(snippet(hit.text, _local_span(hit, cites), limit=len(hit.text) + 1))
+    where = f"page {hit.page}" if hit.page is not None else "one page"
+    st.markdown(f"{where} · {citation_mark(cites)}")
+    # the whole passage (snippet keeps a third of its limit before the span)
+    st.markdown(snippet(hit.text, _local_span(hit, cites), limit=3 * len(hit.text) + 3))
     show_original(pipe, hit)
 
 
@@ -100,13 +101,33 @@ def show_original(pipe: Pipeline, hit: Hit) -> None:
         return
     pdf = path.suffix.lower() == ".pdf" and data[:5] == b"%PDF-"
     if pdf and len(data) <= PDF_INLINE_BYTES:
-        url = "data:application/pdf;base64," + base64.b64encode(data).decode("ascii")
-        st.iframe(f"{url}#page={hit.page or 1}", height=560,
-                  alt=f"The original PDF at page {hit.page or 1}")
+        st.iframe(_pdf_opener(data, hit.page or 1), height=56,
+                  alt=f"Opens the original PDF at page {hit.page or 1}")
     mime = "application/pdf" if pdf else (
         mimetypes.guess_type(path.name)[0] or "application/octet-stream")
     st.download_button("Download the original", data, file_name=path.name, mime=mime,
                        on_click="ignore", key=f"orig-{hit.chunk_id}")
+
+
+def _pdf_opener(data: bytes, page: int) -> str:
+    """A button that opens ``data`` in the browser's PDF viewer, in a new tab, at ``page``.
+
+    Browsers refuse a PDF inside the page's sandboxed frames and a data: URL as a tab,
+    so the button makes a blob: URL of the bytes and opens that, with ``#page=N``.
+    Nothing but base64 text and a number is put into this HTML.
+    """
+    b64 = base64.b64encode(data).decode("ascii")
+    return f"""<!doctype html><html><body style="margin:0">
+<button id="open" style="font:14px sans-serif;padding:6px 12px;border-radius:8px;
+border:1px solid #d0d0d6;background:#fff;cursor:pointer">Open the PDF at page {int(page)}</button>
+<script>
+document.getElementById("open").onclick = function () {{
+  var raw = atob("{b64}"), bytes = new Uint8Array(raw.length);
+  for (var i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  var url = URL.createObjectURL(new Blob([bytes], {{type: "application/pdf"}}));
+  window.open(url + "#page={int(page)}", "_blank", "noopener");
+}};
+</script></body></html>"""
 
 
 def feedback_widget(fb: Feedback, owner: str, m: Message) -> None:

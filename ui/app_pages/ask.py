@@ -44,16 +44,21 @@ def open_chat(conv: Conversation | None) -> None:
     """Show ``conv`` (None: a new chat); its index becomes the chosen one."""
     if conv is None:
         st.query_params.pop("c", None)
+        st.session_state.pop("chat", None)
         return
-    st.query_params["c"] = conv.id
+    st.query_params["c"] = st.session_state["chat"] = conv.id
     if conv.index in state.index_names(settings):
         st.session_state["index"] = conv.index
 
 
-current = convs.get(me, st.query_params.get("c", ""))
+# The chat on screen: named in the URL, or kept in the session (other pages drop the URL's c).
+current = convs.get(me, st.query_params.get("c") or st.session_state.get("chat", ""))
 if current is not None and current.index != index:
     current = None  # another index was chosen: a new chat on it
-    st.query_params.pop("c", None)
+if current is None:
+    open_chat(None)
+else:
+    st.query_params["c"] = st.session_state["chat"] = current.id
 
 with st.sidebar:
     st.caption(f"{stats['files']} files · {stats['chunks']} passages · generation "
@@ -161,7 +166,7 @@ if question:
     if current is None:
         current = convs.get(me, convs.create(me, index))
         assert current is not None
-        st.query_params["c"] = current.id
+        st.query_params["c"] = st.session_state["chat"] = current.id
     history = convs.history(me, current.id)
     convs.add_question(me, current.id, question)
     with st.chat_message("user"):

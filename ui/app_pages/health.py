@@ -88,7 +88,7 @@ rated = fb.all(index)
 ups = sum(1 for r in rated if r["rating"] > 0)
 st.caption(f"{ups} thumbs up, {len(rated) - ups} thumbs down")
 if rated:
-    st.dataframe([{"rating": "👍" if r["rating"] > 0 else "👎", "question": r["question"],
+    st.dataframe([{"rating": "up" if r["rating"] > 0 else "down", "question": r["question"],
                    "answer": r["answer"], "comment": r["comment"]} for r in rated[::-1]],
                  hide_index=True, width="stretch", key="feedback-table")
     ready = st.checkbox("Only the ones ready to measure (thumbs down need key points first)",
