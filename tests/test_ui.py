@@ -147,6 +147,15 @@ def test_feedback_is_stored_and_exported(ui_env):
     assert rated["detail"]["model"] == "smollm2-135m" and rated["detail"]["sources"]
     [rec] = [json.loads(line) for line in fb.export_jsonl("default").splitlines()]
     assert rec["question"] == QUESTION and rec["answerable"] == rated["found"]
+    # the export is evaluation data: `ragpipe eval answers` runs it
+    from ragpipe.cli import main
+
+    dataset = ui_env / "feedback.jsonl"
+    dataset.write_text(fb.export_jsonl("default"))
+    assert main(["eval", "answers", "--dataset", str(dataset), "--index", "default",
+                 "--json", str(ui_env / "result.json")]) == 0
+    result = json.loads((ui_env / "result.json").read_text())
+    assert result["metrics"]["questions"] == 1
     at.switch_page("app_pages/health.py").run()
     assert not at.exception, at.exception
     assert any("1 thumbs up" in c.value for c in at.caption)
@@ -201,7 +210,8 @@ def test_admin_pages_show_health_usage_and_the_model_card(ui_env):
     at.button(key="fsck-run").click().run()
     assert any("no problems" in s.value for s in at.success)
     at.switch_page("app_pages/model_card.py").run()
-    shown = page_text(at)
+    cards = [df.value for df in at.dataframe]
+    shown = " ".join(" ".join(map(str, card["value"])) for card in cards)
     assert "smollm2-135m" in shown and "Apache-2.0" in shown and "384" in shown
 
 

@@ -109,7 +109,13 @@ def driver(tmp_path):
     d.quit()
 
 
-def shot(driver, name: str) -> None:  # noqa: ANN001
+def shot(driver, name: str, last_answer: bool = False) -> None:  # noqa: ANN001
+    """Save a screenshot; ``last_answer`` scrolls the latest answer to the top first."""
+    if last_answer:
+        driver.execute_script(
+            "const m = document.querySelectorAll(\"[data-testid='stChatMessage']\");"
+            "m[m.length - 2].scrollIntoView({block: 'start'});")
+        time.sleep(0.5)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
@@ -205,8 +211,17 @@ def test_upload_ask_open_source_and_come_back(server, driver, tmp_path):
     (upload / XSS_NAME).write_text(BADGES)
     picker = wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "input[type='file']"))
     picker.send_keys(f"{upload / 'parking.txt'}\n{upload / XSS_NAME}")
-    wait(driver, lambda d: "parking.txt" in body(d))
-    click_text(driver, "button", "Upload and sync")
+    files = "[data-testid='stFileUploader']"
+    wait(driver, lambda d: "parking.txt" in d.find_element(By.CSS_SELECTOR, files).text
+         and not d.find_elements(By.CSS_SELECTOR, f"{files} [role='progressbar']"))
+    for _ in range(3):  # a click while the browser still sends the files is lost
+        click_text(driver, "button", "Upload and sync")
+        try:  # submitted: the form is cleared
+            wait(driver, lambda d: "parking.txt" not in d.find_element(
+                By.CSS_SELECTOR, files).text, 20)
+            break
+        except Exception:  # noqa: BLE001 - not submitted yet: click again
+            continue
     wait(driver, lambda d: "Sync of default done" in body(d), 240)
     assert "+2 added" in body(driver) and (docs / "parking.txt").read_text() == PARKING
     click_text(driver, "[role='tab']", "Documents in the index")
@@ -217,7 +232,7 @@ def test_upload_ask_open_source_and_come_back(server, driver, tmp_path):
     ask(driver, "Who issues parking permits for the Rotterdam office?", 0)
     text = body(driver)
     assert "parking.txt" in text and "P-12" in text
-    shot(driver, "03-answer")
+    shot(driver, "03-answer", last_answer=True)
     click_text(driver, "button", "[1] parking.txt")
     dialog = wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "[role='dialog']"))
     wait(driver, lambda d: "Download the original" in dialog.text)
@@ -228,12 +243,13 @@ def test_upload_ask_open_source_and_come_back(server, driver, tmp_path):
 
     # a PDF source opens in the browser's own viewer, at the cited page
     ask(driver, "Which form do I use to claim travel expenses?", 1)
+    shot(driver, "05-answer-pdf", last_answer=True)
     click_text(driver, "button", "[1] travel-policy.pdf")
     chip = [e for e in driver.find_elements(By.CSS_SELECTOR, "button")
             if e.text.startswith("[1] travel-policy.pdf")][0].text
     page = chip.rsplit("page ", 1)[1].strip()
     frame = wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "[role='dialog'] iframe"))
-    shot(driver, "05-source-pdf")
+    shot(driver, "06-source-pdf")
     main = driver.current_window_handle
     driver.switch_to.frame(frame)
     driver.find_element(By.ID, "open").click()
@@ -243,7 +259,7 @@ def test_upload_ask_open_source_and_come_back(server, driver, tmp_path):
     assert driver.current_url.startswith("blob:http://127.0.0.1")
     assert driver.current_url.endswith(f"#page={page}")
     time.sleep(2)  # the viewer draws the page
-    shot(driver, "06-pdf-at-page")
+    shot(driver, "07-pdf-at-page")
     driver.close()
     driver.switch_to.window(main)
     driver.find_element(By.CSS_SELECTOR, "[role='dialog']").send_keys(Keys.ESCAPE)
@@ -266,24 +282,24 @@ def test_upload_ask_open_source_and_come_back(server, driver, tmp_path):
                "Who issues parking permits")
     wait(driver, lambda d: len(d.find_elements(
         By.CSS_SELECTOR, "[data-testid='stChatMessage']")) == 6)
-    shot(driver, "07-ask-conversation")
+    shot(driver, "08-ask-reopened")
 
     go(driver, "Index health")
     wait(driver, lambda d: "Questions" in body(d) and "Quick check" in body(d))
-    shot(driver, "08-health")
+    shot(driver, "09-health")
     go(driver, "Model card")
-    wait(driver, lambda d: "smollm2-135m" in body(d) and "dimensions" in body(d), 60)
-    shot(driver, "09-model-card")
+    wait(driver, lambda d: "Embedder" in body(d) and "context window 2048" in body(d), 60)
+    shot(driver, "10-model-card")
 
     # a narrow window: the page reflows, nothing scrolls sideways
     driver.set_window_size(420, 860)
-    go_narrow = f"{url}/?u={token}"
-    driver.get(go_narrow)
-    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid='stChatInput']"))
+    driver.get(chat_url)
+    wait(driver, lambda d: len(d.find_elements(
+        By.CSS_SELECTOR, "[data-testid='stChatMessage']")) == 6)
     time.sleep(1)
     assert driver.execute_script(
         "return document.documentElement.scrollWidth <= window.innerWidth + 1")
-    shot(driver, "10-ask-narrow")
+    shot(driver, "11-ask-narrow")
 
 
 def test_stop_ends_an_answer_in_a_real_browser(tmp_path, embedder, driver):
@@ -303,7 +319,7 @@ def test_stop_ends_an_answer_in_a_real_browser(tmp_path, embedder, driver):
         wait(driver, lambda d: "▌" in body(d), 120)  # the answer is streaming
         click_text(driver, "button", "Stop")
         wait(driver, lambda d: "Stopped before the answer was finished." in body(d), 30)
-        shot(driver, "11-stopped")
+        shot(driver, "12-stopped")
         ask(driver, "Which form do I use to claim travel expenses?", 0)  # the model is free
     finally:
         stop(proc)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
-from literal import file_name, line, snippet
+from literal import file_name, snippet
 
 from ragpipe.conversations import Message
 from ragpipe.datatypes import Citation, Hit
@@ -88,6 +88,8 @@ def source_dialog(pipe: Pipeline, n: int, hit: Hit, cites: list[Citation]) -> No
     st.markdown(f"{where} · {citation_mark(cites)}")
     # the whole passage (snippet keeps a third of its limit before the span)
     st.markdown(snippet(hit.text, _local_span(hit, cites), limit=3 * len(hit.text) + 3))
+    # Issue #14: the document's summary goes here, once the library makes them.
+    st.container(key=f"summary-{hit.chunk_id}")
     show_original(pipe, hit)
 
 
@@ -181,6 +183,6 @@ def model_card(spec: str, models_dir: Path) -> dict[str, Any]:
 
 
 def show_card(card: dict[str, Any]) -> None:
-    """A model card as label: value lines, every value shown as written."""
-    for key, value in card.items():
-        st.markdown(f"**{line(str(key))}**: {line(str(value))}")
+    """A model card as a two-column table (cells are text, never Markdown)."""
+    st.dataframe([{"": str(k), "value": str(v)} for k, v in card.items()], hide_index=True,
+                 width="stretch")

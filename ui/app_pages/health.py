@@ -38,7 +38,7 @@ for col, key in zip(cols * 2, ("files", "documents", "chunks", "vectors", "faile
                                "generation"), strict=False):
     col.metric(key.capitalize(), stats[key])
 last = stats["last_sync"]
-cols[3].metric("Last sync", time.strftime("%Y-%m-%d %H:%M", time.localtime(last))
+cols[3].metric("Last sync", time.strftime("%d %b %H:%M", time.localtime(last))
                if last else "never")
 if problems:
     st.error("Quick check: " + line("; ".join(problems)))
