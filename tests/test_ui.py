@@ -178,10 +178,10 @@ def test_upload_sync_and_remove_a_document(ui_env):
     at.switch_page("app_pages/documents.py").run()
     assert not at.exception, at.exception
     text = b"Parking permits for the Rotterdam office are issued by Facilities, desk P-12."
-    at.file_uploader(key="uploads").set_value([("parking.txt", text, "text/plain"),
+    at.file_uploader(key="uploads-0").set_value([("parking.txt", text, "text/plain"),
                                                (".hidden.txt", b"x", "text/plain")])
-    [submit] = [b for b in at.button if b.label == "Upload and sync"]
-    submit.click().run()
+    at.run()  # the files arrive: the button is enabled
+    at.button(key="upload").click().run()
     assert not at.exception, at.exception
     assert any(".hidden.txt" in e.value and "skips" in e.value for e in at.error)
     wait_for_sync(at)
@@ -189,6 +189,9 @@ def test_upload_sync_and_remove_a_document(ui_env):
     assert any("done" in s.value and "+1 added" in s.value for s in at.success)
     table = at.dataframe[0].value
     assert "parking.txt" in list(table["path"])
+    [row] = table[table["path"] == "parking.txt"].to_dict("records")
+    assert row["outcome"] == "ok" and row["chunks"] == 1
+    assert row["last indexed"] == time.strftime("%Y-%m-%d %H:%M")[:10] + row["last indexed"][10:]
 
     at.selectbox(key="doc-target").set_value("parking.txt").run()
     at.button(key="remove").click().run()

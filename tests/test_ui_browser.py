@@ -157,7 +157,8 @@ def click_text(driver, css: str, text: str) -> None:  # noqa: ANN001
     (An icon is a line of its own: its name, drawn as a ligature.)
     """
     def found(d):  # noqa: ANN001, ANN202
-        return next((e for e in d.find_elements("css selector", css) if e.is_displayed()
+        return next((e for e in d.find_elements("css selector", css)
+                     if e.is_displayed() and e.is_enabled()
                      and any(t.strip().startswith(text) for t in e.text.splitlines())), None)
 
     wait(driver, found, 60).click()
@@ -211,17 +212,8 @@ def test_upload_ask_open_source_and_come_back(server, driver, tmp_path):
     (upload / XSS_NAME).write_text(BADGES)
     picker = wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "input[type='file']"))
     picker.send_keys(f"{upload / 'parking.txt'}\n{upload / XSS_NAME}")
-    files = "[data-testid='stFileUploader']"
-    wait(driver, lambda d: "parking.txt" in d.find_element(By.CSS_SELECTOR, files).text
-         and not d.find_elements(By.CSS_SELECTOR, f"{files} [role='progressbar']"))
-    for _ in range(3):  # a click while the browser still sends the files is lost
-        click_text(driver, "button", "Upload and sync")
-        try:  # submitted: the form is cleared
-            wait(driver, lambda d: "parking.txt" not in d.find_element(
-                By.CSS_SELECTOR, files).text, 20)
-            break
-        except Exception:  # noqa: BLE001 - not submitted yet: click again
-            continue
+    wait(driver, lambda d: "parking.txt" in body(d))
+    click_text(driver, "button", "Upload and sync")  # enabled once the files have arrived
     wait(driver, lambda d: "Sync of default done" in body(d), 240)
     assert "+2 added" in body(driver) and (docs / "parking.txt").read_text() == PARKING
     click_text(driver, "[role='tab']", "Documents in the index")

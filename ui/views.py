@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
-from literal import file_name, snippet
+from literal import file_name, line, snippet
 
 from ragpipe.conversations import Message
 from ragpipe.datatypes import Citation, Hit
@@ -99,7 +99,7 @@ def show_original(pipe: Pipeline, hit: Hit) -> None:
         path = source_path(pipe, hit.source)
         data = path.read_bytes()
     except (RagpipeError, OSError) as exc:
-        st.info(f"The original cannot be opened: {exc}")
+        st.info(f"The original cannot be opened: {line(str(exc))}")
         return
     pdf = path.suffix.lower() == ".pdf" and data[:5] == b"%PDF-"
     if pdf and len(data) <= PDF_INLINE_BYTES:
@@ -151,7 +151,7 @@ def feedback_widget(fb: Feedback, owner: str, m: Message) -> None:
             comment = st.text_area("What was right or wrong? (optional)",
                                    value=saved[1] if saved else "", key=f"{key}-comment")
             if st.button("Save comment", key=f"{key}-save"):
-                fb.give(owner, m.id, saved[0] if saved else UP, comment)
+                fb.give(owner, m.id, UP if st.session_state.get(key) == 1 else DOWN, comment)
                 st.toast("Feedback saved")
 
 

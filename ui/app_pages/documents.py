@@ -37,7 +37,7 @@ def show_job(job: Job) -> None:
             st.caption("Cancelling: stops after the file being read.")
         elif st.button("Cancel", key=f"cancel-{job.id}", icon=":material/cancel:"):
             jobs.cancel(job.id)
-            st.rerun()
+            st.rerun(scope="fragment")
         return
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.finished or job.updated))
     say = {"done": st.success, "failed": st.error}.get(job.state, st.warning)
@@ -45,22 +45,21 @@ def show_job(job: Job) -> None:
 
 
 @st.fragment(run_every=1.0)
-def progress_panel() -> None:
-    """Syncs running now (any admin's), redrawn every second while any runs."""
-    running = jobs.running()
-    for job in running:
+def sync_status() -> None:
+    """Syncs running now (any admin's) and the index's last one, redrawn every second.
+
+    Only this part is redrawn (a full redraw could swallow a click elsewhere on the page);
+    the documents table is read again when the page is next drawn (e.g. a tab is chosen).
+    """
+    for job in jobs.running():
         show_job(job)
-    was = st.session_state.get("jobs-running", set())
-    now = {j.id for j in running}
-    st.session_state["jobs-running"] = now
-    if was - now:  # one just ended: redraw the whole page (counts, table)
-        st.rerun()
+    last = next((j for j in jobs.recent(index) if not j.running), None) if index else None
+    if last is not None:
+        show_job(last)
 
 
-progress_panel()
-recent = [j for j in jobs.recent(index) if not j.running] if index else []
-if recent:
-    show_job(recent[0])
+with st.container(key="sync-status"):  # one place, so what follows keeps its identity
+    sync_status()
 
 pipe = state.pipeline(settings, index) if index else None
 root = None
@@ -70,7 +69,8 @@ if pipe is not None:
     except RagpipeError as exc:
         st.info(str(exc))
 listed, add, new = st.tabs(["Documents in the index", "Add documents",
-                            "New index from a folder"])
+                            "New index from a folder"], key="documents-tabs",
+                           on_change="rerun")  # a chosen tab shows the index as it is now
 
 # ----- add documents ---------------------------------------------------------------------------
 with add:
@@ -79,31 +79,35 @@ with add:
     else:
         st.caption(f"Into the folder of index {line(pipe.index_name)}: {file_name(str(root))}")
         limit = settings.ingest.max_file_mb
-        with st.form("upload", clear_on_submit=True):
-            uploads = st.file_uploader(
-                f"Drop files here, several at once (each at most {limit:g} MB, "
-                "ingest.max_file_mb)",
-                accept_multiple_files=True, max_upload_size=max(1, int(limit)), key="uploads")
-            folder = st.text_input("Into the subfolder (optional)", key="upload-folder")
-            replace = st.checkbox("Replace files of the same name", key="upload-replace")
-            sent = st.form_submit_button("Upload and sync", icon=":material/upload:")
-        if sent and uploads:
-            refused, saved = [], 0
-            for up in uploads:
+        # A new key after each upload empties the box for the next one.
+        rounds = st.session_state.setdefault("upload-round", 0)
+        uploads = st.file_uploader(
+            f"Drop files here, several at once (each at most {limit:g} MB, "
+            "ingest.max_file_mb)", accept_multiple_files=True,
+            max_upload_size=max(1, int(limit)), key=f"uploads-{rounds}")
+        folder = st.text_input("Into the subfolder (optional)", key="upload-folder")
+        replace = st.checkbox("Replace files of the same name", key="upload-replace")
+        if st.button("Upload and sync", icon=":material/upload:", key="upload",
+                     disabled=not uploads):
+            said: list[tuple[str, str]] = []
+            saved = 0
+            for up in uploads or []:
                 try:
                     documents.save_upload(pipe, up.name, up.getvalue(), folder, replace)
                     saved += 1
                 except RagpipeError as exc:
-                    refused.append(str(exc))
-            st.session_state["upload-refused"] = refused  # shown after the page is redrawn
+                    said.append(("error", str(exc)))
             if saved:
                 try:
                     jobs.start(pipe.index_name, root)
+                    said.append(("success", f"{saved} file(s) saved; syncing."))
                 except RagpipeError as exc:
-                    refused.append(str(exc))
-                st.rerun()
-        for why in st.session_state.pop("upload-refused", []):
-            st.error(line(why))
+                    said.append(("error", str(exc)))
+            st.session_state["upload-round"] = rounds + 1
+            st.session_state["upload-said"] = said
+            st.rerun()
+        for kind, text in st.session_state.pop("upload-said", []):
+            (st.error if kind == "error" else st.success)(line(text))
         if st.button("Sync the folder now", icon=":material/sync:", key="sync-now"):
             try:
                 jobs.start(pipe.index_name, root)
