@@ -106,8 +106,15 @@ def test_ask_follow_up_and_reopen_in_a_new_session(ui_env):
     again.button(key=f"conv-{conv.id}").click().run()  # ... and lists the saved one
     assert [m.name for m in again.chat_message] == ["user", "assistant"] * 2
     assert "TR-7" in page_text(again)
+    assert "**Question:** " + QUESTION in again.code[0].value  # the Markdown to copy
+    again.text_input(key=f"title-{conv.id}").set_value("Travel *claims*")
+    again.button(key="rename").click().run()
+    assert again.button(key=f"conv-{conv.id}").label == "Travel \\*claims\\*"  # as typed
     again.button(key="new-chat").click().run()
     assert len(again.chat_message) == 0
+    again.button(key=f"conv-{conv.id}").click().run()
+    again.button(key="delete").click().run()
+    assert len(again.chat_message) == 0 and convs.list_for(owner) == []
 
     other = app()  # another browser sees none of it
     assert not [b for b in other.button if b.key and b.key.startswith("conv-")]
