@@ -106,8 +106,15 @@ def test_ask_follow_up_and_reopen_in_a_new_session(ui_env):
     again.button(key=f"conv-{conv.id}").click().run()  # ... and lists the saved one
     assert [m.name for m in again.chat_message] == ["user", "assistant"] * 2
     assert "TR-7" in page_text(again)
+    assert "**Question:** " + QUESTION in again.code[0].value  # the Markdown to copy
+    again.text_input(key=f"title-{conv.id}").set_value("Travel *claims*")
+    again.button(key="rename").click().run()
+    assert again.button(key=f"conv-{conv.id}").label == "Travel \\*claims\\*"  # as typed
     again.button(key="new-chat").click().run()
     assert len(again.chat_message) == 0
+    again.button(key=f"conv-{conv.id}").click().run()
+    again.button(key="delete").click().run()
+    assert len(again.chat_message) == 0 and convs.list_for(owner) == []
 
     other = app()  # another browser sees none of it
     assert not [b for b in other.button if b.key and b.key.startswith("conv-")]
@@ -333,6 +340,24 @@ def test_a_question_waits_in_line_and_says_so(ui_env):
     assert [m.name for m in at.chat_message] == ["user", "assistant"]
     assert any("for the model (1 question(s) ahead)" in c.value for c in at.caption)
     assert len(line) == 0  # the page left the line when its answer was done
+
+
+def test_a_library_model_card_is_shown_flat():
+    """The shape ragpipe.models.model_card returns, as the page lays it out."""
+    sys.path.insert(0, str(ROOT / "ui"))
+    try:
+        from views import card_rows
+    finally:
+        sys.path.remove(str(ROOT / "ui"))
+    card = {"model": "qwen2.5-coder-0.5b", "name": "Qwen2.5 Coder 0.5B Instruct",
+            "parameters": 494032768, "quantization": "Q4_K_M", "context_length": 32768,
+            "chat_template": True, "licence": "apache-2.0", "file_size": 491400064,
+            "general": {"general.name": "x"},
+            "catalogue": {"licence": "Apache-2.0", "weights_open": "yes", "data_open": "no"}}
+    rows = card_rows(card)
+    assert rows["parameters"] == "494,032,768" and rows["context length"] == "32,768"
+    assert rows["file size"] == "491 MB" and rows["chat template"] == "yes"
+    assert rows["catalogue: weights open"] == "yes" and "general" not in " ".join(rows)
 
 
 def test_the_page_answers_through_a_server_and_says_what_it_lacks(ui_env, monkeypatch,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import mimetypes
+from inspect import signature
 from pathlib import Path
 from typing import Any
 
@@ -158,16 +159,21 @@ def feedback_widget(fb: Feedback, owner: str, m: Message) -> None:
 
 
 def model_card(spec: str, models_dir: Path) -> dict[str, Any]:
-    """What is known of an answer model: ``ragpipe.models.model_card`` when it exists.
+    """What is known of an answer model: ``ragpipe.models.model_card`` where it exists.
 
-    Until then, what ragpipe's catalogue records (name, licence, file size).
+    Without it, what ragpipe's catalogue records (name, licence, file size). The file is
+    not hashed for the page (seconds per gigabyte).
     """
     try:
         from ragpipe.models import model_card as library_card  # type: ignore[attr-defined]
     except ImportError:
         library_card = None
     if library_card is not None:
-        return dict(library_card(spec, models_dir))
+        quick = {"sha256": False} if "sha256" in signature(library_card).parameters else {}
+        try:
+            return card_rows(library_card(spec, models_dir, **quick))
+        except RagpipeError as exc:
+            return {"model": spec, "file": f"not ready: {exc}"}
     from ragpipe import models
 
     known = models.known(spec)
@@ -182,6 +188,33 @@ def model_card(spec: str, models_dir: Path) -> dict[str, Any]:
     if known and known.packages:
         card["comes in"] = known.packages
     return card
+
+
+def card_rows(card: dict[str, Any]) -> dict[str, str]:
+    """A library model card as label -> text: nested parts one level deep, numbers grouped.
+
+    The file's raw ``general`` metadata is left out (long, and in the GGUF file).
+    """
+    rows: dict[str, str] = {}
+
+    def text(key: str, value: Any) -> str:
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, int) and "size" in key:
+            return f"{value / 1e6:,.0f} MB"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return str(value)
+
+    for key, value in card.items():
+        if key == "general":
+            continue
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                rows[f"{key.replace('_', ' ')}: {sub.replace('_', ' ')}"] = text(sub, v)
+        else:
+            rows[key.replace("_", " ")] = text(key, value)
+    return rows
 
 
 def show_card(card: dict[str, Any]) -> None:
