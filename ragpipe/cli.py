@@ -66,18 +66,23 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
     with_sync_guards(sp)
 
+    def with_where(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--where", action="append", default=[], metavar="FILTER",
+                        help="filter inside the search: path=PREFIX, type=pdf, "
+                             "modified>=2024-01-01 (also >, <, <=, =); repeatable, paths and "
+                             "types match any")
+
     sp = with_index(sub.add_parser("search", help="show the passages that match a question"))
     sp.add_argument("question")
     sp.add_argument("-k", type=_count, default=None, help="number of passages (at least 1)")
-    sp.add_argument("--where", action="append", default=[], metavar="FILTER",
-                    help="filter inside the search: path=PREFIX, type=pdf, modified>=2024-01-01 "
-                         "(also >, <, <=, =); repeatable, paths and types match any")
+    with_where(sp)
     sp.add_argument("--mode", choices=["dense", "bm25", "hybrid"],
                     help="retrieval mode (default: retrieval.mode, hybrid)")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
     sp = with_index(sub.add_parser("ask", help="answer a question from the documents"))
     sp.add_argument("question")
+    with_where(sp)
     sp.add_argument("--explain", action="store_true", help="show the token budget per part")
     sp.add_argument("--json", action="store_true", help="print the Answer as JSON")
 
@@ -237,7 +242,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from .safety import StreamGuard, terminal_safe
 
     pipe = _pipeline(args)
-    stream = pipe.stream(args.question)
+    stream = pipe.stream(args.question, where=_parse_where(args.where))
     streamed = ""
     if not args.json:
         # Links and markup are neutralized as the text streams, as in the checked answer.
@@ -521,7 +526,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             return 2
 
     def progress(stage: str, done: int, total: int) -> None:
-        if sys.stderr.isatty() and (done == total or done % 50 == 0):
+        if stage != "chunks" and sys.stderr.isatty() and (done == total or done % 50 == 0):
             print(f"\r{stage} {done}/{total}", end="\n" if done == total else "",
                   file=sys.stderr, flush=True)
 

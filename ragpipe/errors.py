@@ -39,6 +39,17 @@ class MassDelete(SyncRefused):
     """The sync would delete too much of the index at once (``--allow-deletes`` proceeds)."""
 
 
+class SourceUnavailable(RagpipeError):
+    """A document's original file cannot be opened or changed through ragpipe.
+
+    It is outside the index's source folder, gone, not a regular file, or not in the index.
+    """
+
+
+class JobRefused(RagpipeError):
+    """A background sync was not started: another runs on that index, or it was cancelled."""
+
+
 class ModelNotFound(RagpipeError):
     """A model file or folder is missing, incomplete or corrupt."""
 

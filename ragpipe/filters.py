@@ -19,35 +19,42 @@ from .errors import ConfigError
 class Filter:
     """Which files a search may return.
 
-    Any of the path prefixes, any of the kinds, and a modification time in
-    [modified_from, modified_to) (nanoseconds since the epoch); empty parts match all.
+    Any of the path prefixes or exact ``files``, any of the kinds, and a modification
+    time in [modified_from, modified_to) (nanoseconds since the epoch); empty parts
+    match all.
     """
 
     paths: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
     modified_from: int | None = None
     modified_to: int | None = None
+    files: tuple[str, ...] = ()  # exact paths: documents chosen one by one
 
     @property
     def empty(self) -> bool:
         """True when the filter lets everything through."""
-        return not (self.paths or self.kinds) and self.modified_from is None and (
+        return not (self.paths or self.kinds or self.files) and self.modified_from is None and (
             self.modified_to is None
         )
 
     def sql(self) -> tuple[str, list]:
         """An SQL condition on ``files f`` and its arguments.
 
-        Path starts with one of ``paths``, kind is one of ``kinds``, and
-        ``modified_from <= mtime_ns < modified_to``; empty parts are ignored.
+        Path starts with one of ``paths`` or is one of ``files``, kind is one of
+        ``kinds``, and ``modified_from <= mtime_ns < modified_to``; empty parts are ignored.
         """
         conds: list[str] = []
         args: list[Any] = []
         prefixes = [p for p in self.paths if p]
-        if prefixes:
-            conds.append("(" + " OR ".join("(f.path >= ? AND f.path < ?)" for _ in prefixes) + ")")
+        exact = [p for p in self.files if p]
+        if prefixes or exact:
+            either = ["(f.path >= ? AND f.path < ?)" for _ in prefixes]
+            if exact:
+                either.append(f"f.path IN ({','.join('?' * len(exact))})")
+            conds.append("(" + " OR ".join(either) + ")")
             for p in prefixes:
                 args += [p, p + "\U0010ffff"]
+            args += exact
         kinds = [k for k in self.kinds if k]
         if kinds:
             conds.append(f"f.kind IN ({','.join('?' * len(kinds))})")
@@ -74,13 +81,15 @@ class Filter:
     def of(cls, where: Filter | Mapping[str, Any] | None) -> Filter | None:
         """A Filter from a Filter or a dict; None when nothing is filtered.
 
-        Dict keys: path/paths, type/kinds, modified_from/modified_to (ns, date or ISO text).
+        Dict keys: path/paths, files, type/kinds, modified_from/modified_to (ns, date or
+        ISO text).
         """
         if where is None:
             return None
         if isinstance(where, Filter):
             return None if where.empty else where
-        unknown = set(where) - {"path", "paths", "type", "kinds", "modified_from", "modified_to"}
+        unknown = set(where) - {"path", "paths", "files", "type", "kinds", "modified_from",
+                                "modified_to"}
         if unknown:
             raise ConfigError(f"unknown filter key(s): {', '.join(sorted(unknown))}")
         paths = _strings(where.get("path")) + _strings(where.get("paths"))
@@ -90,8 +99,31 @@ class Filter:
             tuple(k.lower().lstrip(".") for k in kinds),
             _to_ns(where.get("modified_from")),
             _to_ns(where.get("modified_to")),
+            tuple(_strings(where.get("files"))),
         )
         return None if f.empty else f
+
+
+def scope(
+    folders: Iterable[str] = (), kinds: Iterable[str] = (), documents: Iterable[str] = ()
+) -> Filter | None:
+    """The filter for a question asked of some folders, file types or chosen documents.
+
+    Chosen documents are exactly those files (the folders then only helped to find
+    them); otherwise any file under one of the folders. Kinds apply to both.
+    """
+    docs = tuple(documents)
+    return Filter.of({"paths": [] if docs else list(folders), "files": list(docs),
+                      "kinds": list(kinds)})
+
+
+def folders_of(paths: Iterable[str]) -> list[str]:
+    """Every folder (``a/``, ``a/b/``) that holds one of ``paths``, sorted."""
+    out: set[str] = set()
+    for p in paths:
+        parts = p.split("/")[:-1]
+        out.update("/".join(parts[: i + 1]) + "/" for i in range(len(parts)))
+    return sorted(out)
 
 
 def _strings(value: Any) -> list[str]:

@@ -14,11 +14,20 @@ from ragpipe.safety import terminal_safe
 
 _MD_INLINE = re.compile(r"([\\`*_\[\]<>$~|:])")
 _MD_BLOCK = re.compile(r"^(\d+)([.)])|^([#>+\-])")
+# GFM makes bare URLs, www. addresses and e-mail addresses links after escapes are resolved,
+# so escaping cannot stop it; a word joiner (U+2060, invisible) inside "://", after "www"
+# and after "@" does.
+_AUTOLINK = re.compile(r"(?<=:)(?=//)|(?<=\bwww)(?=\.)|(?<=@)", re.IGNORECASE)
+JOINER = "\u2060"
 
 
 def line(text: str) -> str:
-    """Document text shown literally, on one line: its markup must not format the page."""
-    flat = _MD_INLINE.sub(r"\\\1", " ".join(text.split()))
+    """Document text shown literally, on one line: its markup must not format the page.
+
+    No link either: an address in it stays text (the page never fetches or opens one).
+    """
+    flat = _AUTOLINK.sub(JOINER, " ".join(text.split()))
+    flat = _MD_INLINE.sub(r"\\\1", flat)
     return _MD_BLOCK.sub(lambda m: f"{m.group(1)}\\{m.group(2)}" if m.group(1)
                          else f"\\{m.group(3)}", flat)
 

@@ -220,8 +220,11 @@ class Pipeline:
         history: Sequence[dict] = (),
         hits: Sequence[Hit] | None = None,
         query: str | None = None,
+        where: Filter | dict | None = None,
     ) -> FittedPrompt:
         """Retrieve passages for ``query`` (default: the question) and fit them into the budget.
+
+        ``where`` limits the passages to some files, as in ``search``.
 
         The budget is ``llm.n_ctx - llm.max_tokens``, counted with the model's tokenizer
         over system prompt, the latest ``answer.history_turns`` of ``history``, passages and
@@ -230,17 +233,21 @@ class Pipeline:
         a = self.settings.answer
         _check_question(question)
         if hits is None:
-            hits = self.search(query or question, k=a.passages or None)
+            hits = self.search(query or question, k=a.passages or None, where=where)
         gen = self.generator
         budget = gen.n_ctx - self.settings.llm.max_tokens
         turns = history_messages(history, a.history_turns)
         return fit_prompt(question, hits, gen.count_prompt_tokens, budget, turns, a.style)
 
-    def stream(self, question: str, history: Sequence[dict] = ()) -> AnswerStream:
+    def stream(
+        self, question: str, history: Sequence[dict] = (), where: Filter | dict | None = None
+    ) -> AnswerStream:
         """Start answering: iterate the returned stream for text, then read ``.answer``.
 
         ``history`` is the chat so far (``{"role", "content"}`` dicts, oldest first); a
         follow-up question is made standalone for the search (``answer.rewrite``).
+        ``where`` limits the passages to some files (a folder, a type, chosen documents),
+        as in ``search``.
         """
         t0 = time.monotonic()
         _check_question(question)
@@ -250,7 +257,7 @@ class Pipeline:
             gen = self.generator if a.rewrite == "model" else None
             query = standalone_query(question, history, a.rewrite, gen)
         n = a.passages or self.settings.retrieval.top_k
-        hits = self.search(query, k=max(n, self.settings.retrieval.top_k))
+        hits = self.search(query, k=max(n, self.settings.retrieval.top_k), where=where)
         passages, rest = tuple(hits[:n]), tuple(hits[n:])
         coverage = self.question_coverage(query, passages) if a.check and passages else None
         if coverage is not None and coverage < a.min_question_coverage:
@@ -278,9 +285,11 @@ class Pipeline:
         counts, n = self.store.term_counts(words)
         return question_coverage(words, passages, counts, n)
 
-    def ask(self, question: str, history: Sequence[dict] = ()) -> Answer:
+    def ask(
+        self, question: str, history: Sequence[dict] = (), where: Filter | dict | None = None
+    ) -> Answer:
         """Answer ``question`` in one call (no streaming)."""
-        s = self.stream(question, history)
+        s = self.stream(question, history, where)
         for _ in s:
             pass
         return s.answer

@@ -6,7 +6,9 @@ import os
 import sys
 from collections.abc import Callable
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
+# (stage, done, total): ("files", files done, files to read), then after each file stored
+# ("chunks", chunks stored so far, files to read).
+Progress = Callable[[str, int, int], None]
 
 
 class ProgressBar:
@@ -45,8 +47,10 @@ class ProgressBar:
             self.callback(self.stage, self.done, self.total)
 
     def chunks(self, n: int) -> None:
-        """Count ``n`` more chunks stored (shown on the bar)."""
+        """Count ``n`` more chunks stored (shown on the bar, told to the callback)."""
         self.n_chunks += n
+        if self.callback:
+            self.callback("chunks", self.n_chunks, self.total)
 
     def note(self, text: str) -> None:
         """Print a line above the bar (nothing without a bar)."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..datatypes import Chunk, Document, FileReport, Outcome, SyncStats
 from ..errors import MassDelete, ReadError, RootMismatch, SyncRefused
@@ -249,6 +249,28 @@ def sync_folder(
         return apply_plan(pipe, w, root, plan, known, recipe, progress)
 
 
+def store_document(
+    w: Writer, rel: str, size: int, mtime_ns: int, doc: Document, outcome: Outcome,
+    chunks: list[Chunk], vectors: Any, recipe: str, embedder: str,
+) -> None:
+    """Store a document read from ``rel``: its content (chunks, vectors) and its file row."""
+    notes = "; ".join(doc.notes)
+    w.put_content(doc.sha256, doc.kind, len(doc.pages), recipe, embedder, chunks, vectors, notes)
+    w.set_file(rel, doc.sha256, size, mtime_ns, outcome, notes, doc.kind, len(doc.pages),
+               len(chunks))
+
+
+def record_failure(
+    w: Writer, rel: str, row: Any, size: int, mtime_ns: int, outcome: Outcome, message: str
+) -> None:
+    """Record that ``rel`` could not be read; its earlier content, if any, stays (stale)."""
+    keep_old = bool(row and row.sha256)
+    w.set_file(
+        rel, row.sha256 if keep_old else None, size, mtime_ns, outcome, message,
+        Path(rel).suffix.lower().lstrip("."), stale=keep_old,
+    )
+
+
 def apply_plan(
     pipe: Pipeline,
     w: Writer,
@@ -334,15 +356,8 @@ def apply_plan(
         for f, is_new, doc, outcome, chunks in pending:
             vecs, start = vectors[start : start + len(chunks)], start + len(chunks)
             if not share(f, doc.sha256):  # the same bytes may come twice in one batch
-                notes = "; ".join(doc.notes)
-                w.put_content(
-                    doc.sha256, doc.kind, len(doc.pages), recipe, embedder.name, chunks,
-                    vecs, notes,
-                )
-                w.set_file(
-                    f.rel, doc.sha256, f.size, f.mtime_ns, outcome, notes, doc.kind,
-                    len(doc.pages), len(chunks),
-                )
+                store_document(w, f.rel, f.size, f.mtime_ns, doc, outcome, chunks, vecs,
+                               recipe, embedder.name)
                 chunks_added += len(chunks)
                 bar.chunks(len(chunks))
             (added if is_new else changed).append(f.rel)
@@ -354,11 +369,7 @@ def apply_plan(
         f, is_new = to_parse[rel]
         row = known.get(rel)
         if doc is None:
-            keep_old = bool(row and row.sha256)
-            w.set_file(
-                rel, row.sha256 if keep_old and row else None, f.size, f.mtime_ns,
-                outcome, message, Path(rel).suffix.lower().lstrip("."), stale=keep_old,
-            )
+            record_failure(w, rel, row, f.size, f.mtime_ns, outcome, message)
             failed.append(FileReport(rel, outcome, message))
             bar.note(f"{rel}: {outcome.value}: {message}")
             step()

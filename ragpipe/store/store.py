@@ -336,6 +336,11 @@ class Store:
         return [Chunk(*r) for r in rows]
 
     @guarded
+    def indexed_times(self) -> dict[str, float]:
+        """When each path's row was last written (read, renamed or failed), epoch seconds."""
+        return dict(self._conn().execute("SELECT path, updated FROM files").fetchall())
+
+    @guarded
     def file_rows(self) -> dict[str, FileRow]:
         """Change-detection facts for every known path."""
         rows = self._conn().execute(

@@ -1,0 +1,176 @@
+"""Ask: saved conversations over an index, scoped questions, sources, feedback.
+
+The conversation on screen is the one named in the URL (``?c=``), so a reload or a
+restarted server shows it again; answers are stored as they finish and the page is
+drawn from what is stored. A question waits in line for the answer model
+(ragpipe.queueing) and shows its place; Stop (or any other click) ends the answer, and
+nothing half-checked is kept.
+"""
+
+from __future__ import annotations
+
+import state
+import streamlit as st
+import views
+from literal import line, literal
+
+from ragpipe.conversations import Conversation, settings_record
+from ragpipe.errors import RagpipeError
+from ragpipe.filters import folders_of, scope
+from ragpipe.safety import StreamGuard
+
+STOPPED = "Stopped before the answer was finished."
+
+settings = state.settings()
+me = state.owner()
+index = state.choose_index(settings)
+convs, fb = state.conversations(settings), state.feedback(settings)
+
+st.title("Ask your documents")
+if index is None:
+    st.warning("No index yet. Build one with `ragpipe ingest FOLDER`, or from a folder on "
+               "the Documents page.")
+    st.stop()
+pipe = state.pipeline(settings, index)
+try:
+    stats = pipe.store.stats()
+    files = [r for r in pipe.store.files() if r.outcome.has_text]
+except RagpipeError as exc:  # e.g. a damaged index: its one line, not a traceback
+    st.error(str(exc))
+    st.stop()
+
+
+def open_chat(conv: Conversation | None) -> None:
+    """Show ``conv`` (None: a new chat); its index becomes the chosen one."""
+    if conv is None:
+        st.query_params.pop("c", None)
+        st.session_state.pop("chat", None)
+        return
+    st.query_params["c"] = st.session_state["chat"] = conv.id
+    if conv.index in state.index_names(settings):
+        st.session_state["index"] = conv.index
+
+
+# The chat on screen: named in the URL, or kept in the session (other pages drop the URL's c).
+current = convs.get(me, st.query_params.get("c") or st.session_state.get("chat", ""))
+if current is not None and current.index != index:
+    current = None  # another index was chosen: a new chat on it
+if current is None:
+    open_chat(None)
+else:
+    st.query_params["c"] = st.session_state["chat"] = current.id
+
+with st.sidebar:
+    st.caption(f"{stats['files']} files · {stats['chunks']} passages · generation "
+               f"{stats['generation']}")
+    st.button("New chat", icon=":material/add:", on_click=open_chat, args=(None,),
+              width="stretch", key="new-chat")
+    st.subheader("Conversations")
+    for conv in convs.list_for(me)[:100]:
+        st.button(line(conv.title), key=f"conv-{conv.id}", on_click=open_chat, args=(conv,),
+                  type="primary" if current and conv.id == current.id else "tertiary",
+                  width="stretch")
+    if current is not None:
+        with st.expander("This chat"):
+            title = st.text_input("Name", value=current.title, key=f"title-{current.id}")
+            if st.button("Rename", key="rename") and title != current.title:
+                try:
+                    convs.rename(me, current.id, title)
+                    st.rerun()
+                except RagpipeError as exc:
+                    st.error(str(exc))
+            md = convs.markdown(me, current.id)
+            st.download_button("Export as Markdown", md, file_name="conversation.md",
+                               mime="text/markdown", on_click="ignore", key="export")
+            st.caption("Copy (the icon at the top right of the box):")
+            st.code(md, language="markdown")
+            if st.button("Delete this chat", key="delete", icon=":material/delete:"):
+                convs.delete(me, current.id)
+                open_chat(None)
+                st.rerun()
+
+# ----- scope: folders, file types, documents ---------------------------------------------------
+with st.expander("Scope: which documents to ask", icon=":material/filter_alt:"):
+    c1, c2 = st.columns(2)
+    folders = c1.multiselect("Folders", folders_of(r.path for r in files),
+                             key=f"scope-folders-{index}")
+    kinds = c2.multiselect("File types", sorted({r.kind for r in files if r.kind}),
+                           key=f"scope-kinds-{index}")
+    choices = [r.path for r in files
+               if (not folders or r.path.startswith(tuple(folders)))
+               and (not kinds or r.kind in kinds)]
+    chosen = st.multiselect("Documents (none chosen: all of the above)", choices,
+                            key=f"scope-docs-{index}")
+where = scope(folders, kinds, chosen)
+scope_record = {"folders": folders, "kinds": kinds, "documents": chosen}
+if where is not None:
+    st.caption("Asking " + (f"{len(chosen)} chosen document(s)" if chosen else
+                            ", ".join(line(x) for x in [*folders, *kinds])))
+
+# ----- the conversation ------------------------------------------------------------------------
+messages = convs.messages(me, current.id) if current else []
+last_answer = max((m.id for m in messages if m.role == "assistant"), default=None)
+for m in messages:
+    with st.chat_message(m.role):
+        if m.role == "user":
+            st.markdown(literal(m.content))
+        elif m.found is None:
+            st.markdown(literal("⚠️ " + m.content))
+        else:
+            st.markdown(literal(m.content))
+            views.answer_caption(m)
+            views.show_sources(pipe, m, expanded=m.id == last_answer)
+            views.feedback_widget(fb, me, m)
+
+
+def answer(question: str, history: list[dict], cid: str) -> None:
+    """Wait for the model, stream the answer, then store it (or why there is none)."""
+    ticket = state.queue(settings).join()
+    status = st.empty()
+    st.button("Stop", key="stop", icon=":material/stop_circle:")  # a click ends this run
+    shown = st.empty()
+    pieces = None
+    try:
+        while not ticket.wait(0.5):
+            status.info(f"Waiting for the model: {ticket.ahead} question(s) ahead of yours.",
+                        icon=":material/hourglass_top:")
+        status.empty()
+        with st.spinner("Searching…"):
+            stream = pipe.stream(question, history, where)
+        # Links and markup are neutralized as the text streams, as in the checked answer.
+        so_far, guard = "", StreamGuard([h.text for h in stream.hits])
+        pieces = iter(stream)
+        for piece in pieces:
+            so_far += guard.feed(piece)
+            shown.markdown(literal(so_far) + " ▌")
+        ans = stream.answer
+    except RagpipeError as exc:
+        convs.add_error(me, cid, question, str(exc))
+        return
+    except BaseException:  # Stop, another click, or the page went away
+        convs.add_error(me, cid, question, STOPPED)
+        raise
+    finally:
+        if pieces is not None:
+            pieces.close()  # releases the model at once
+        ticket.leave()
+    # With "not found", the closest passages include those not given to the model.
+    shown_hits = ans.hits + (() if ans.found else ans.also_retrieved)
+    convs.add_answer(me, cid, ans, shown_hits, model=settings.llm.model,
+                     settings=settings_record(settings), scope=scope_record,
+                     waited_s=round(ticket.waited_s, 1), ahead=ticket.most_ahead)
+
+
+question = st.chat_input("Ask a question about the documents")
+if question:
+    if current is None:
+        current = convs.get(me, convs.create(me, index))
+        assert current is not None
+        st.query_params["c"] = st.session_state["chat"] = current.id
+    history = convs.history(me, current.id)
+    convs.add_question(me, current.id, question)
+    with st.chat_message("user"):
+        st.markdown(literal(question))
+    with st.chat_message("assistant"):
+        answer(question, history, current.id)
+    st.rerun()
