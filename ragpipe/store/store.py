@@ -89,8 +89,17 @@ class Store:
 
     @guarded
     def meta(self) -> dict[str, str]:
-        """The index's description: format, embedder, dimension, chunking, root, local_only."""
-        return dict(self._conn().execute("SELECT key, value FROM meta").fetchall())
+        """The index's description: format, embedder, dimension, chunking, root, local_only.
+
+        Empty while another writer is still creating the index (its file exists before its
+        tables do): two first syncs may start together, and one of them waits for the lock.
+        """
+        try:
+            return dict(self._conn().execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return {}
+            raise
 
     def check_embedder(self, name: str) -> None:
         """Refuse to search with an embedder other than the one the index was built with."""
