@@ -40,7 +40,7 @@ system-deps:
 	bash scripts/system-deps.sh
 
 test: models system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not timing"
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not e2e and not slow"

@@ -193,6 +193,7 @@ def test_server_listens_on_loopback_only(server):
     assert addrs and addrs <= {"127.0.0.1", "[::1]"}, addrs
 
 
+@pytest.mark.timing
 def test_upload_ask_open_source_and_come_back(server, driver, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -294,6 +295,7 @@ def test_upload_ask_open_source_and_come_back(server, driver, tmp_path):
     shot(driver, "11-ask-narrow")
 
 
+@pytest.mark.timing
 def test_stop_ends_an_answer_in_a_real_browser(tmp_path, embedder, driver):
     """Stop during a long answer: the page says so at once and the model is free again."""
     from selenium.webdriver.common.by import By
