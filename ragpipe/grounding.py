@@ -44,6 +44,9 @@ STOPWORDS = frozenset(
 _WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?|\d+(?:[.,:/]\d+)*")
 _NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
 _CITE_MARK = re.compile(r"\s*\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")
+# A list's own numbering ("1.", "2)", "(3)", "b.") at the start of a claim: the writer's
+# enumeration, not a number the passage has to state.
+_ENUMERATOR = re.compile(r"^\s*(?:\(?\d{1,3}[.)]|\(?[a-z][.)]|[-*•])(?=\s|$)\s*")
 
 
 def stem(word: str) -> str:
@@ -213,7 +216,7 @@ def check_answer(
     best_score = 0.0
     for a, b in split_sentences(text):
         sentence = text[a:b]
-        claim = _CITE_MARK.sub("", sentence).strip()
+        claim = _ENUMERATOR.sub("", _CITE_MARK.sub("", sentence)).strip()
         if not content_words(claim) and not _NUMBER.search(claim):
             continue  # nothing to check ("Yes." or a bare marker)
         nums = []

@@ -290,3 +290,11 @@ def test_copy_constraint_starts_spans_at_words_only():
     assert c.choose([(3, " class"), (4, " seats")]) == 3
     assert c.span == "economy class"
     assert CopyConstraint(["economy"]).choose([(1, "nomy")]) is None
+
+
+def test_a_list_number_is_not_a_claim_a_passage_number_can_support():
+    """'1. The United States [1]' must not be backed by the '1' of 'Tier 1'."""
+    hits = [page_hit(1, PAGE)]
+    c = check_answer("1. The United States [1].", hits)
+    assert all(not cite.supported for cite in c.citations)
+    assert c.support.supported == 0
