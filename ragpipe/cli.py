@@ -597,6 +597,8 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ragpipe` command."""
+    import sqlite3
+
     from .errors import RagpipeError
 
     args = _parser().parse_args(argv)
@@ -611,6 +613,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except sqlite3.Error as exc:  # damage is IndexDamaged above; this is locked, full, read-only
+        print(f"ragpipe: error: an index database could not be used: {_safe(exc)} (is the disk"
+              " full or read-only, or the file held by another program? `ragpipe fsck` checks"
+              " an index)", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, permission denied … with the file it concerns
+        print(f"ragpipe: error: {_safe(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

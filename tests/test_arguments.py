@@ -69,3 +69,21 @@ def test_cli_blank_question_is_one_line_and_exit_2(command, tmp_path, monkeypatc
         "ragpipe: error: the question is empty: type the question to search for or answer\n"
     )
     assert not out.out
+
+
+@pytest.mark.parametrize("exc, words", [
+    (__import__("sqlite3").OperationalError("database is locked"), "database is locked"),
+    (OSError(28, "No space left on device", "idx/index.sqlite"), "No space left on device"),
+])
+def test_a_database_or_disk_failure_is_one_line_not_a_traceback(monkeypatch, capsys, exc, words):
+    """Damage has its own error; a locked database or a full disk must read as one line too."""
+    import ragpipe.cli as cli
+
+    def fail(args):
+        raise exc
+
+    monkeypatch.setitem(cli.COMMANDS, "status", fail)
+    assert main(["status"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ragpipe: error:") and words in err and "\n" not in err
+    assert "Traceback" not in err
