@@ -3,13 +3,21 @@
 It renders the model's own chat template itself so that the prompt's exact token count
 is known before generation, and it serializes generations with a lock because one
 llama.cpp context must never run two at once. It has every capability ragpipe uses.
+
+Decoding goes through llama-cpp-python's public API only: ``Llama.generate`` (which also
+reuses the KV cache's common prefix) with a logits processor that sees each step's logits
+and picks the token, and the C functions it exports for the vocabulary (end-of-generation
+tokens, token text). No private attribute (``_ctx``, ``_model``) is read and no internal
+counter (``n_tokens``) is written, so a llama-cpp-python upgrade breaks loudly, not subtly.
+Measured equal: the same replies, log-probabilities, refusal and judge probabilities, and
+time as the earlier direct-context code, with SmolLM2 and the Qwen 0.5B model.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +50,7 @@ class LlamaCppGenerator:
         self.seed = seed
         self._llm: Any = None
         self._formatter: Any = None
+        self._vocab: Any = None
         self._load_lock = threading.Lock()
         self.lock = threading.Lock()  # one generation at a time per context
 
@@ -96,9 +105,13 @@ class LlamaCppGenerator:
                     raise ModelNotFound(
                         f"{self.model_path} has no chat template: use an instruct/chat model"
                     )
+                import llama_cpp
+
+                vocab = llama_cpp.llama_model_get_vocab(llm.model)
                 eos_id, bos_id = llm.token_eos(), llm.token_bos()
-                eos = llm._model.token_get_text(eos_id) if eos_id != -1 else ""
-                bos = llm._model.token_get_text(bos_id) if bos_id != -1 else ""
+                eos = _text(llama_cpp.llama_vocab_get_text(vocab, eos_id)) if eos_id != -1 else ""
+                bos = _text(llama_cpp.llama_vocab_get_text(vocab, bos_id)) if bos_id != -1 else ""
+                self._vocab = vocab
                 self._formatter = Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)
                 self._llm = llm
         return self._llm
@@ -157,29 +170,28 @@ class LlamaCppGenerator:
             )
         return tokens, stop
 
-    def _prefill(self, llm: Any, tokens: list[int]) -> int:
-        """Evaluate ``tokens``, reusing the longest prefix already in the KV cache.
+    def _decode(self, llm: Any, tokens: list[int], pick: Any) -> Generator[int, None, None]:
+        """Greedy decoding through llama-cpp-python's public ``Llama.generate``.
 
-        llama.cpp keeps the previous call's tokens; a prompt that starts like it (same
-        system prompt and passages, another instruction or an appended turn) costs only
-        its new tail. At least one token is evaluated so the logits are fresh. Returns the
-        number of tokens reused.
+        ``pick(logits)`` sees each step's logits (in token-id order, float32) and returns
+        the token to take; a logits processor then leaves only that token for the greedy
+        sampler. ``generate`` reuses the longest prefix already in the KV cache, so a
+        prompt that starts like the previous call's (same system prompt and passages,
+        another instruction or an appended turn) costs only its new tail.
         """
         import numpy as np
+        from llama_cpp import LogitsProcessorList
 
-        cached = np.asarray(llm.input_ids[: llm.n_tokens])
-        limit = min(len(cached), len(tokens) - 1)
-        same = cached[:limit] == np.asarray(tokens[:limit], dtype=cached.dtype)
-        reuse = int(limit if same.all() else np.argmin(same))
-        llm.n_tokens = reuse
-        llm.eval(tokens[reuse:])  # removes the cache from ``reuse`` on, then decodes
-        return reuse
+        def only_the_pick(_ids: Any, logits: Any) -> Any:
+            tok = pick(logits)
+            forced = np.full_like(logits, -np.inf)
+            forced[tok] = 0.0
+            return forced
 
-    def _last_logits(self, llm: Any) -> Any:
-        import numpy as np
-
-        ptr = llm._ctx.get_logits_ith(-1)
-        return np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),))
+        return llm.generate(  # type: ignore[no-any-return]
+            tokens, temp=0.0, repeat_penalty=1.0,
+            logits_processor=LogitsProcessorList([only_the_pick]),
+        )
 
     def stream_scored(
         self,
@@ -208,50 +220,62 @@ class LlamaCppGenerator:
 
         tokens, stop = self._checked_render(messages, max_tokens)
         llm = self._load()
-        vocab = llm._model.vocab
+        vocab = self._vocab
         copy = CopyConstraint(copy_from) if copy_from else None
         refuse = sorted(self._first_tokens(llm, variants(refusal))) if refusal else []
+        state: dict[str, Any] = {"step": 0, "logprob": 0.0, "end": False}
+
+        def pick(logits: Any) -> int:
+            step = state["step"]
+            state["step"] += 1
+            tok = int(np.argmax(logits))
+            top = float(logits[tok])
+            norm = top + float(np.log(np.exp(logits - top, dtype=np.float64).sum()))
+            if step == 0 and refuse and report is not None:
+                report["refusal_p"] = float(np.exp(logits[refuse] - norm).sum())
+            if copy is not None and not llama_cpp.llama_vocab_is_eog(vocab, tok):
+                k = CopyConstraint.candidates
+                best = np.argpartition(logits, -k)[-k:]
+                order = [int(t) for t in best[np.argsort(-logits[best])]]
+                if step == 0:
+                    order = [t for t in order if t not in refuse]
+                chosen = copy.choose(
+                    [(t, _piece(vocab, t).decode("utf-8", "replace")) for t in order]
+                )
+                if chosen is None:
+                    state["end"] = True
+                else:
+                    tok = chosen
+            state["logprob"] = float(logits[tok]) - norm
+            return tok
+
         with self.lock:
-            self._prefill(llm, tokens)
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             held = ""  # text that might be the start of a stop string
-            for step in range(max_tokens):
-                logits = self._last_logits(llm)
-                tok = int(np.argmax(logits))
-                top = float(logits[tok])
-                norm = top + float(np.log(np.exp(logits - top, dtype=np.float64).sum()))
-                if step == 0 and refuse and report is not None:
-                    report["refusal_p"] = float(np.exp(logits[refuse] - norm).sum())
-                if llama_cpp.llama_vocab_is_eog(vocab, tok):
-                    break
-                if copy is not None:
-                    k = CopyConstraint.candidates
-                    best = np.argpartition(logits, -k)[-k:]
-                    order = [int(t) for t in best[np.argsort(-logits[best])]]
-                    if step == 0:
-                        order = [t for t in order if t not in refuse]
-                    pick = copy.choose(
-                        [(t, self._piece(llm, t).decode("utf-8", "replace")) for t in order]
-                    )
-                    if pick is None:
+            steps = self._decode(llm, tokens, pick)
+            try:
+                for n, tok in enumerate(steps, start=1):
+                    if state["end"] or llama_cpp.llama_vocab_is_eog(vocab, tok):
                         break
-                    tok = pick
-                logprob = float(logits[tok]) - norm
-                held += decoder.decode(self._piece(llm, tok))
-                cut = min((held.find(s) for s in stop if s and s in held), default=-1)
-                if cut >= 0:
-                    yield held[:cut], logprob
-                    return
-                keep = max((len(s) - 1 for s in stop if s), default=0)
-                # Hold back only a tail that could still grow into a stop string.
-                hold = next(
-                    (n for n in range(min(keep, len(held)), 0, -1)
-                     if any(s.startswith(held[-n:]) for s in stop if s)),
-                    0,
-                )
-                out, held = held[: len(held) - hold], held[len(held) - hold :]
-                yield out, logprob
-                llm.eval([tok])
+                    logprob = state["logprob"]
+                    held += decoder.decode(_piece(vocab, tok))
+                    cut = min((held.find(s) for s in stop if s and s in held), default=-1)
+                    if cut >= 0:
+                        yield held[:cut], logprob
+                        return
+                    keep = max((len(s) - 1 for s in stop if s), default=0)
+                    # Hold back only a tail that could still grow into a stop string.
+                    hold = next(
+                        (m for m in range(min(keep, len(held)), 0, -1)
+                         if any(s.startswith(held[-m:]) for s in stop if s)),
+                        0,
+                    )
+                    out, held = held[: len(held) - hold], held[len(held) - hold :]
+                    yield out, logprob
+                    if n >= max_tokens:
+                        break
+            finally:
+                steps.close()
             if held:
                 yield held, 0.0
 
@@ -268,23 +292,25 @@ class LlamaCppGenerator:
         llm = self._load()
         yes = self._first_tokens(llm, ("yes", "Yes", " yes", " Yes", "YES"))
         no = self._first_tokens(llm, ("no", "No", " no", " No", "NO"))
+        seen: list[Any] = []
+
+        def look(logits: Any) -> int:
+            seen.append(logits.astype(np.float64))
+            return int(np.argmax(logits))
+
         with self.lock:
-            self._prefill(llm, tokens)
-            logits = self._last_logits(llm).astype(np.float64)
+            steps = self._decode(llm, tokens, look)
+            try:
+                next(steps, None)  # the first step's logits are all the judge needs
+            finally:
+                steps.close()
+        if not seen:
+            return 0.5
+        logits = seen[0]
         top = logits.max()
         p = np.exp(logits - top)
         py, pn = float(p[sorted(yes)].sum()), float(p[sorted(no)].sum())
         return py / (py + pn) if py + pn > 0 else 0.5
-
-    @staticmethod
-    def _piece(llm: Any, tok: int) -> bytes:
-        import ctypes
-
-        import llama_cpp
-
-        buf = ctypes.create_string_buffer(64)
-        n = llama_cpp.llama_token_to_piece(llm._model.vocab, tok, buf, 64, 0, False)
-        return buf.raw[: max(n, 0)]
 
     def _first_tokens(self, llm: Any, words: Sequence[str]) -> set[int]:
         out = set()
@@ -293,3 +319,22 @@ class LlamaCppGenerator:
             if ids:
                 out.add(ids[0])
         return out
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+def _piece(vocab: Any, tok: int) -> bytes:
+    """The bytes of one token as text (special tokens as empty), via the public C API."""
+    import ctypes
+
+    import llama_cpp
+
+    size = 64
+    while True:
+        buf = ctypes.create_string_buffer(size)
+        n = llama_cpp.llama_token_to_piece(vocab, tok, buf, size, 0, False)
+        if n >= 0:
+            return buf.raw[:n]
+        size = -n  # the piece needs this many bytes
