@@ -4,7 +4,8 @@ One SQLite file, ``INDEXES/.ui/app.sqlite``. It holds questions and answers that
 documents, so like an index it is readable by its owner only (folder 0700, file 0600,
 store/private.py). The folder's name starts with a dot, so it is never taken for an
 index (``Settings.index_dir`` refuses such names). Each module owns its tables:
-``conversations`` (conversations, messages), ``feedback`` and ``jobs``; this one
+``conversations`` (conversations, messages), ``feedback``, ``jobs`` and ``accounts``
+(users, memberships, sessions, login_failures); this one
 creates them and opens connections.
 """
 
@@ -71,6 +72,28 @@ CREATE TABLE IF NOT EXISTS jobs(
     finished REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_idx ON jobs(idx, id);
+CREATE TABLE IF NOT EXISTS users(
+    name TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,               -- Argon2id, with its parameters and salt
+    admin INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS memberships(
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    grp TEXT NOT NULL,
+    PRIMARY KEY(user, grp)
+);
+CREATE TABLE IF NOT EXISTS sessions(
+    token_hash TEXT PRIMARY KEY,      -- SHA-256 of the token; the token is never stored
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    created REAL NOT NULL,
+    seen REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS login_failures(
+    user TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS login_failures_user ON login_failures(user, at);
 """
 
 

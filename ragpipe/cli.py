@@ -133,6 +133,21 @@ def _parser() -> argparse.ArgumentParser:
                     "index's summaries folder, or ./summaries/FOLDER_NAME)")
     sp.add_argument("--model", help="answer model for this run (sets llm.model)")
 
+    up = sub.add_parser("users", help="accounts for the web app (the first one, an admin, "
+                                      "switches sign-in on)")
+    up.add_argument("action", choices=["add", "remove", "passwd", "list"])
+    up.add_argument("name", nargs="?", help="the user name (add, remove, passwd)")
+    up.add_argument("--admin", action="store_true", help="add: may manage users and documents")
+    up.add_argument("--group", action="append", default=[], help="add: a group (repeatable)")
+    up.add_argument("--password-stdin", action="store_true",
+                    help="read the password from the first line of stdin instead of asking")
+    up.add_argument("--json", action="store_true", help="list: as JSON")
+    gp = sub.add_parser("groups", help="who belongs to which group (for folder permissions)")
+    gp.add_argument("action", choices=["list", "add", "remove"])
+    gp.add_argument("group", nargs="?", help="the group (add, remove)")
+    gp.add_argument("users", nargs="*", help="add, remove: the users")
+    gp.add_argument("--json", action="store_true", help="list: as JSON")
+
     mp = sub.add_parser("models", help="prepare, list or describe the models")
     mp.add_argument("action", choices=["prepare", "list", "info"])
     mp.add_argument("model", nargs="?", default=None,
@@ -581,6 +596,77 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _password(args: argparse.Namespace) -> str:
+    """The new password: from stdin's first line, or asked twice on the terminal."""
+    import getpass
+
+    from .errors import InvalidArgument
+
+    if args.password_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != first:
+        raise InvalidArgument("the two passwords differ; nothing was changed")
+    return first
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from . import accounts
+    from .errors import InvalidArgument
+
+    accts = accounts.for_indexes(_settings(args).paths.indexes)
+    if args.action == "list":
+        rows = accts.list()
+        if args.json:
+            print(json.dumps([{"name": a.name, "admin": a.admin, "groups": list(a.groups),
+                               "created": a.created, "locked_until": a.locked_until}
+                              for a in rows], indent=1))
+            return 0
+        if not rows:
+            print("no accounts: the web app runs as the one local user on a loopback address "
+                  "(add an admin with `ragpipe users add NAME --admin` to switch sign-in on)")
+        for a in rows:
+            lock = "  (locked after failed sign-ins)" if a.locked_until else ""
+            print(f"{a.name:20} {'admin' if a.admin else 'user':5}  "
+                  f"groups: {', '.join(a.groups) or '-'}{lock}")
+        return 0
+    if not args.name:
+        raise InvalidArgument(f"`ragpipe users {args.action}` needs a user name")
+    if args.action == "add":
+        accts.add(args.name, _password(args), admin=args.admin, groups=args.group)
+        print(f"added {args.name}" + (" (admin)" if args.admin else ""))
+    elif args.action == "passwd":
+        accts.set_password(args.name, _password(args))
+        print(f"password of {args.name} changed; their sessions ended")
+    else:
+        accts.remove(args.name)
+        print(f"removed {args.name}")
+    return 0
+
+
+def cmd_groups(args: argparse.Namespace) -> int:
+    from . import accounts
+    from .errors import InvalidArgument
+
+    accts = accounts.for_indexes(_settings(args).paths.indexes)
+    if args.action == "list":
+        groups = accts.groups()
+        if args.json:
+            print(json.dumps(groups, indent=1))
+        for name, members in groups.items():
+            if not args.json:
+                print(f"{name:20} {', '.join(members)}")
+        return 0
+    if not args.group or not args.users:
+        raise InvalidArgument(f"`ragpipe groups {args.action}` needs a group and user names")
+    if args.action == "add":
+        accts.join(args.group, args.users)
+    else:
+        accts.leave(args.group, args.users)
+    print(f"{args.group}: {', '.join(accts.groups().get(args.group, [])) or 'no members'}")
+    return 0
+
+
 COMMANDS = {
     "ingest": cmd_ingest,
     "sync": cmd_sync,
@@ -592,6 +678,8 @@ COMMANDS = {
     "models": cmd_models,
     "eval": cmd_eval,
     "summarize": cmd_summarize,
+    "users": cmd_users,
+    "groups": cmd_groups,
 }
 
 
