@@ -21,6 +21,7 @@ from pathlib import Path  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from ragpipe import appstate  # noqa: E402
+from ragpipe.access import LOCAL_USER, Viewer  # noqa: E402
 from ragpipe.conversations import Conversations, new_owner, valid_owner  # noqa: E402
 from ragpipe.embedding import SentenceTransformerEmbedder  # noqa: E402
 from ragpipe.errors import RagpipeError  # noqa: E402
@@ -122,12 +123,23 @@ def index_names(settings: Settings) -> list[str]:
                   if not p.name.startswith(".") and (p / "index.sqlite").is_file())
 
 
-def owner() -> str:
-    """Who asks: the browser's token from the URL, made (and put in the URL) if missing.
+def viewer() -> Viewer:
+    """Who is asking: the signed-in user (app.py's sign-in gate), or the one local user."""
+    found = st.session_state.get("viewer")
+    return found if isinstance(found, Viewer) else LOCAL_USER
 
-    Kept in the session too, and put back into the URL on every page, because moving
-    to another page of the app drops the URL's parameters.
+
+def owner() -> str:
+    """Whose conversations: the signed-in user's, or without accounts this browser's.
+
+    A browser's token comes from the URL, made (and put in the URL) if missing; it is
+    kept in the session too, and put back into the URL on every page, because moving
+    to another page of the app drops the URL's parameters. A signed-in user's
+    conversations follow the account to any browser.
     """
+    who = viewer()
+    if who != LOCAL_USER:
+        return f"user:{who.name}"
     token = st.query_params.get("u")
     if not valid_owner(token):
         kept = st.session_state.get("owner")
