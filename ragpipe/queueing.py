@@ -4,6 +4,14 @@ One llama.cpp context answers one question at a time (its lock, generation.py). 
 lock says nothing about who is next or how many are ahead, so the web app queues its
 questions here first: a question joins the line, waits while others are ahead (the page
 shows how many), answers when it is at the front, and leaves, letting the next one go.
+The whole turn is held by one ticket, the judge's turn included, so another user's
+answer never runs between an answer and its check.
+
+The line is bounded (``limit``, setting server.queue_limit): one more question gets
+``Busy`` at once, a clear "try again" instead of a wait nobody can see the end of. An
+owner (a signed-in user or a browser) has at most one question in line; a second is
+``Busy`` too, so one person cannot take every place. ``slots`` turns may run at once: 1
+for an in-process model, a server's parallel slots for a server backend.
 """
 
 from __future__ import annotations
@@ -13,20 +21,43 @@ import threading
 import time
 from types import TracebackType
 
+from .errors import RagpipeError
+
+
+class Busy(RagpipeError):
+    """The line is full, or this owner already has a question in it."""
+
 
 class TurnQueue:
-    """A first-come-first-served line for one shared resource."""
+    """A bounded first-come-first-served line for one shared resource."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None, slots: int = 1) -> None:
         self._cond = threading.Condition()
         self._line: list[int] = []
+        self._owners: dict[int, str] = {}
         self._numbers = itertools.count(1)
+        self.limit = limit
+        self.slots = max(1, slots)
+        self.refused = 0  # questions told "busy" so far
 
-    def join(self) -> Ticket:
-        """Get in line; leave with ``Ticket.leave`` (or use the ticket as a ``with`` block)."""
+    def join(self, owner: str | None = None) -> Ticket:
+        """Get in line; leave with ``Ticket.leave`` (or use the ticket as a ``with`` block).
+
+        Raises Busy when ``limit`` questions are in line already, or ``owner`` has one.
+        """
         with self._cond:
+            if owner is not None and owner in self._owners.values():
+                self.refused += 1
+                raise Busy("your previous question is still being answered: wait for it, "
+                           "or stop it, before asking the next")
+            if self.limit is not None and len(self._line) >= self.limit:
+                self.refused += 1
+                raise Busy(f"busy: {len(self._line)} questions are waiting for the model; "
+                           "try again in a minute")
             number = next(self._numbers)
             self._line.append(number)
+            if owner is not None:
+                self._owners[number] = owner
             return Ticket(self, number)
 
     def __len__(self) -> int:
@@ -35,13 +66,16 @@ class TurnQueue:
             return len(self._line)
 
     def _ahead(self, number: int) -> int:
+        """Questions that must finish before this one may start (0: its turn)."""
         with self._cond:
-            return self._line.index(number) if number in self._line else 0
+            if number not in self._line:
+                return 0
+            return max(0, self._line.index(number) - self.slots + 1)
 
     def _wait(self, number: int, timeout: float | None) -> bool:
         with self._cond:
             return self._cond.wait_for(
-                lambda: not self._line or self._line[0] == number or number not in self._line,
+                lambda: number not in self._line or self._line.index(number) < self.slots,
                 timeout,
             )
 
@@ -49,6 +83,7 @@ class TurnQueue:
         with self._cond:
             if number in self._line:
                 self._line.remove(number)
+                self._owners.pop(number, None)
                 self._cond.notify_all()
 
 

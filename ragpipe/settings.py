@@ -77,6 +77,7 @@ class LLMSettings:
     api_key_env: str = ""  # environment variable holding the server's API key ("" = none)
     timeout_s: float = 120.0  # longest wait for the server's next bytes
     retries: int = 2  # more tries when the server cannot be reached or is busy
+    slots: int = 1  # answers the model runs at once: a server's parallel slots (in-process: 1)
 
 
 @dataclass
@@ -120,6 +121,7 @@ class AnswerSettings:
     min_unit_score: float = 0.25
     rewrite: Rewrite = "heuristic"  # how follow-ups are made standalone (followup.py)
     history_turns: int = 2  # earlier question/answer pairs kept in the prompt
+    max_question_chars: int = 2000  # longer questions are refused (a prompt is not a document)
 
 
 @dataclass
@@ -169,6 +171,17 @@ class SummarizeSettings:
 
 
 @dataclass
+class ServerSettings:
+    """The web server (`ragpipe serve`, `make run`): where it listens and whom it serves."""
+
+    host: str = "127.0.0.1"  # anything but loopback needs accounts and secret_env
+    port: int = 8501
+    # Environment variable holding the secret that signs the server's cookies (XSRF).
+    secret_env: str = ""
+    queue_limit: int = 20  # questions in line for one model at once; more are told "busy"
+
+
+@dataclass
 class Settings:
     """All of ragpipe's settings."""
 
@@ -181,6 +194,7 @@ class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     summarize: SummarizeSettings = field(default_factory=SummarizeSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
 
     def check(self) -> None:
         """Raise ConfigError, naming the setting and what it takes, for a value that means nothing.
@@ -244,6 +258,7 @@ _RULES: tuple[tuple[str, typing.Callable[[Any], bool], str], ...] = (
      'the name of an environment variable (e.g. "OPENAI_API_KEY"), not the key itself'),
     ("llm.timeout_s", lambda v: v > 0, "more than 0"),
     ("llm.retries", lambda v: v >= 0, "0 or more"),
+    ("llm.slots", lambda v: v >= 1, "at least 1"),
     ("privacy.trusted_hosts", lambda v: all(is_trusted_entry(h) for h in v),
      'host names, IP addresses or networks, e.g. ["gpu-box.lan", "10.0.0.0/8"]'),
     ("retrieval.top_k", lambda v: v >= 1, "at least 1"),
@@ -269,6 +284,12 @@ _RULES: tuple[tuple[str, typing.Callable[[Any], bool], str], ...] = (
     ("summarize.max_tokens", lambda v: v >= 16, "at least 16"),
     ("summarize.group_tokens", lambda v: v >= 64, "at least 64"),
     ("summarize.nice", lambda v: 0 <= v <= 19, "between 0 (unchanged) and 19 (lowest)"),
+    ("answer.max_question_chars", lambda v: v >= 1, "at least 1"),
+    ("server.host", lambda v: bool(v.strip()) and " " not in v, "an address or host name"),
+    ("server.port", lambda v: 1 <= v <= 65535, "a port number (1-65535)"),
+    ("server.secret_env", lambda v: v == "" or v.replace("_", "a").isalnum(),
+     'the name of an environment variable (e.g. "RAGPIPE_SECRET"), not the secret itself'),
+    ("server.queue_limit", lambda v: v >= 1, "at least 1"),
 )
 
 

@@ -43,6 +43,15 @@ def test_a_blank_question_is_refused(pipe, question):
         pipe.ask(question)
 
 
+def test_a_question_over_the_length_limit_is_refused_before_the_model(pipe):
+    limit = pipe.settings.answer.max_question_chars
+    long = "What is the per diem? " + "x" * limit
+    for call in (pipe.search, pipe.stream, pipe.ask):
+        with pytest.raises(InvalidArgument, match="answer.max_question_chars"):
+            call(long)
+    assert pipe.search("What is the per diem? " + "x" * (limit - 30))  # under it: searched
+
+
 def test_k_below_one_is_refused_by_the_library(pipe):
     assert len(pipe.search("per diem", k=1)) == 1
     for k in (0, -1):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 
-from ragpipe.queueing import TurnQueue
+import pytest
+
+from ragpipe.queueing import Busy, TurnQueue
 
 
 def test_first_come_first_served_with_places_in_line():
@@ -56,3 +59,68 @@ def test_a_ticket_left_by_an_exception_frees_the_turn():
     except RuntimeError:
         pass
     assert q.join().wait(0)
+
+
+def test_a_full_line_says_busy_at_once_and_counts_it():
+    q = TurnQueue(limit=2)
+    a, b = q.join(), q.join()
+    with pytest.raises(Busy, match="busy: 2 questions are waiting"):
+        q.join()
+    assert q.refused == 1 and len(q) == 2
+    a.leave()
+    q.join().leave()  # a place came free
+    b.leave()
+
+
+def test_one_question_in_line_per_owner():
+    q = TurnQueue(limit=10)
+    mine = q.join("ann")
+    with pytest.raises(Busy, match="previous question is still being answered"):
+        q.join("ann")
+    other = q.join("bob")  # others are not held up by ann
+    mine.leave()
+    q.join("ann").leave()  # once answered, ann may ask again
+    other.leave()
+
+
+def test_a_server_with_parallel_slots_runs_that_many_at_once():
+    q = TurnQueue(slots=2)
+    a, b, c = q.join(), q.join(), q.join()
+    assert a.wait(0) and b.wait(0) and not c.wait(0.01)
+    assert (a.ahead, b.ahead, c.ahead) == (0, 0, 1)
+    b.leave()
+    assert c.wait(0)
+
+
+def test_never_two_turns_at_once_under_contention():
+    q = TurnQueue(limit=8)
+    inside, most, served, busy = [0], [0], [0], [0]
+    guard = threading.Lock()
+
+    def user(i: int) -> None:
+        for _ in range(5):
+            try:
+                t = q.join(f"user{i}")
+            except Busy:
+                with guard:
+                    busy[0] += 1
+                continue
+            with t:
+                while not t.wait(0.01):
+                    pass
+                with guard:
+                    inside[0] += 1
+                    most[0] = max(most[0], inside[0])
+                time.sleep(0.001)
+                with guard:
+                    inside[0] -= 1
+                    served[0] += 1
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert most[0] == 1
+    assert served[0] + busy[0] == 100 and busy[0] == q.refused and served[0] >= 8
+    assert len(q) == 0

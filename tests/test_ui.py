@@ -333,13 +333,35 @@ def test_a_question_waits_in_line_and_says_so(ui_env):
         import state
     finally:
         sys.path.remove(str(ROOT / "ui"))
-    line = state.shared_queue("smollm2-135m")  # the line the page's questions join
+    from ragpipe.settings import load_settings
+
+    line = state.queue(load_settings())  # the line the page's questions join
     someone_else = line.join()  # another user's question is being answered
     threading.Timer(3.0, someone_else.leave).start()
     at = ask(app(), QUESTION)
     assert [m.name for m in at.chat_message] == ["user", "assistant"]
     assert any("for the model (1 question(s) ahead)" in c.value for c in at.caption)
     assert len(line) == 0  # the page left the line when its answer was done
+
+
+def test_a_full_line_answers_busy_at_once(ui_env, monkeypatch):
+    monkeypatch.setenv("RAGPIPE_SERVER_QUEUE_LIMIT", "1")
+    sys.path.insert(0, str(ROOT / "ui"))
+    try:
+        import state
+    finally:
+        sys.path.remove(str(ROOT / "ui"))
+    from ragpipe.settings import load_settings
+
+    line = state.queue(load_settings())
+    someone_else = line.join()  # the one place is taken
+    try:
+        at = ask(app(), QUESTION)
+    finally:
+        someone_else.leave()
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]
+    assert "1 questions are waiting for the model; try again" in page_text(at)
+    assert line.refused == 1 and len(line) == 0
 
 
 def test_a_library_model_card_is_shown_flat():

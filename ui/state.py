@@ -49,9 +49,9 @@ def shared_generator(key: str, _settings: Settings):
 
 
 @st.cache_resource(show_spinner=False)
-def shared_queue(model: str) -> TurnQueue:
+def shared_queue(model: str, limit: int, slots: int) -> TurnQueue:
     """The line of questions waiting for the answer model ``model``."""
-    return TurnQueue()
+    return TurnQueue(limit=limit, slots=slots)
 
 
 @st.cache_resource(show_spinner=False)
@@ -95,8 +95,9 @@ def pipeline(settings: Settings, index: str) -> Pipeline:
 
 
 def queue(settings: Settings) -> TurnQueue:
-    """The line at the configured answer model."""
-    return shared_queue(settings.llm.model)
+    """The line at the configured answer model (one turn at a time in-process)."""
+    slots = settings.llm.slots if settings.llm.backend == "openai" else 1
+    return shared_queue(settings.llm.model, settings.server.queue_limit, slots)
 
 
 def jobs(settings: Settings) -> SyncJobs:

@@ -204,7 +204,7 @@ class Pipeline:
         ``shape=False`` returns the raw ranking (no dedup, neighbours or floor).
         """
         r = self.settings.retrieval
-        _check_question(question)
+        _check_question(question, self.settings.answer.max_question_chars)
         if k is None:
             k = r.top_k
         elif k < 1:
@@ -231,7 +231,7 @@ class Pipeline:
         question; passages that do not fit are dropped whole, lowest ranked first.
         """
         a = self.settings.answer
-        _check_question(question)
+        _check_question(question, self.settings.answer.max_question_chars)
         if hits is None:
             hits = self.search(query or question, k=a.passages or None, where=where)
         gen = self.generator
@@ -250,7 +250,7 @@ class Pipeline:
         as in ``search``.
         """
         t0 = time.monotonic()
-        _check_question(question)
+        _check_question(question, self.settings.answer.max_question_chars)
         a = self.settings.answer
         query = question
         if history:
@@ -343,7 +343,15 @@ def build_generator(settings: Settings) -> Generator:
     return LlamaCppGenerator(path, s.n_ctx, s.threads, s.temperature, s.seed)
 
 
-def _check_question(question: str) -> None:
-    """Refuse an empty or blank question: there is nothing to search for or to answer."""
+def _check_question(question: str, limit: int) -> None:
+    """Refuse a blank question (nothing to search for) or one over the length limit.
+
+    The limit keeps a pasted document (or an injection payload) from filling the
+    model's window in place of the passages.
+    """
     if not isinstance(question, str) or not question.strip():
         raise InvalidArgument("the question is empty: type the question to search for or answer")
+    if len(question) > limit:
+        raise InvalidArgument(
+            f"the question has {len(question):,} characters, over the limit of {limit:,} "
+            "(answer.max_question_chars): ask it shorter")

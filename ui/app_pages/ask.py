@@ -125,7 +125,11 @@ for m in messages:
 
 def answer(question: str, history: list[dict], cid: str) -> None:
     """Wait for the model, stream the answer, then store it (or why there is none)."""
-    ticket = state.queue(settings).join()
+    try:
+        ticket = state.queue(settings).join(me)
+    except RagpipeError as exc:  # Busy: the line is full, or this user's last question runs
+        convs.add_error(me, cid, question, str(exc))
+        return
     status = st.empty()
     st.button("Stop", key="stop", icon=":material/stop_circle:")  # a click ends this run
     shown = st.empty()
