@@ -8,19 +8,23 @@ INDEX ?= default
 PORT ?= 8501
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
-# llama.cpp must be built for a generic x86-64 CPU: a native build crashes on some Xeons.
-export CMAKE_ARGS := -DGGML_NATIVE=OFF
+# llama.cpp is built by scripts/llama_build.py: the fastest safe flags for this CPU (never
+# native, never AMX), one cached wheel per flag set, and a decode check with the generic
+# build as the fallback.
+LLAMA := $(BIN)/python scripts/llama_build.py
 
 .PHONY: install models ingest run serve test test-fast lint typecheck system-deps clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/llama_build.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# CPU build of torch first, so nothing pulls a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
+	$(LLAMA) install
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(LLAMA) check || { $(LLAMA) install --generic && $(LLAMA) check; }
 	touch $(STAMP)
 
 models: install
