@@ -36,8 +36,7 @@ ingest: models
 run: ingest serve
 
 serve: install
-	$(BIN)/streamlit run ui/app.py --server.address 127.0.0.1 --server.port $(PORT) \
-	  --server.headless true --browser.gatherUsageStats false
+	$(BIN)/ragpipe serve --port $(PORT)
 
 # Debian packages for OCR and the browser test (installed when run as root).
 system-deps:

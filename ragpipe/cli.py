@@ -148,6 +148,15 @@ def _parser() -> argparse.ArgumentParser:
     gp.add_argument("users", nargs="*", help="add, remove: the users")
     gp.add_argument("--json", action="store_true", help="list: as JSON")
 
+    vp = sub.add_parser("serve", help="run the web app (loopback by default; any other "
+                                      "address needs accounts, a secret and allowed hosts)")
+    vp.add_argument("--host", help="address to listen on (default: server.host, 127.0.0.1)")
+    vp.add_argument("--port", type=int, help="port (default: server.port, 8501)")
+    vp.add_argument("--check", action="store_true",
+                    help="only check that this address may be served, then exit")
+    sub.add_parser("health", help="state of every index and of the answer model (JSON); "
+                                  "exit 1 when something is wrong")
+
     mp = sub.add_parser("models", help="prepare, list or describe the models")
     mp.add_argument("action", choices=["prepare", "list", "info"])
     mp.add_argument("model", nargs="?", default=None,
@@ -667,6 +676,29 @@ def cmd_groups(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from . import serving
+
+    settings = _settings(args)
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    if args.check:
+        serving.check_binding(settings, host)
+        serving.streamlit_command(settings, host, port)
+        print(f"ok: {host}:{port} may be served")
+        return 0
+    hp = settings.server.health_port
+    return serving.serve(settings, host, port, None if hp == -1 else (hp or port + 1))
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from . import serving
+
+    report = serving.health(_settings(args))
+    print(json.dumps(report, indent=1))
+    return 0 if report["ok"] else 1
+
+
 COMMANDS = {
     "ingest": cmd_ingest,
     "sync": cmd_sync,
@@ -680,6 +712,8 @@ COMMANDS = {
     "summarize": cmd_summarize,
     "users": cmd_users,
     "groups": cmd_groups,
+    "serve": cmd_serve,
+    "health": cmd_health,
 }
 
 

@@ -8,6 +8,7 @@ folder of the ragpipe.toml that was read, or the working directory.
 from __future__ import annotations
 
 import dataclasses
+import re
 import os
 import tomllib
 import types
@@ -179,6 +180,10 @@ class ServerSettings:
     # Environment variable holding the secret that signs the server's cookies (XSRF).
     secret_env: str = ""
     queue_limit: int = 20  # questions in line for one model at once; more are told "busy"
+    # Host names the browser may use to reach the server (the Host header; DNS rebinding
+    # protection). Empty: the loopback names on loopback; required on any other address.
+    allowed_hosts: tuple[str, ...] = ()
+    health_port: int = 0  # loopback port of GET /health; 0 = server.port + 1, -1 = none
 
 
 @dataclass
@@ -290,6 +295,11 @@ _RULES: tuple[tuple[str, typing.Callable[[Any], bool], str], ...] = (
     ("server.secret_env", lambda v: v == "" or v.replace("_", "a").isalnum(),
      'the name of an environment variable (e.g. "RAGPIPE_SECRET"), not the secret itself'),
     ("server.queue_limit", lambda v: v >= 1, "at least 1"),
+    ("server.health_port", lambda v: v == -1 or 0 <= v <= 65535,
+     "-1 (none), 0 (server.port + 1) or a port number"),
+    ("server.allowed_hosts",
+     lambda v: all(re.fullmatch(r"\*|(\*\.)?[A-Za-z0-9.\-]+|\[?[0-9a-fA-F:]+\]?", h) for h in v),
+     'host names, e.g. ["ragpipe.example.lan", "*.example.lan"]'),
 )
 
 
