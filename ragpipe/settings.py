@@ -8,8 +8,8 @@ folder of the ragpipe.toml that was read, or the working directory.
 from __future__ import annotations
 
 import dataclasses
-import re
 import os
+import re
 import tomllib
 import types
 import typing

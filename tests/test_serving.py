@@ -60,7 +60,7 @@ def test_another_address_needs_accounts_a_secret_and_host_names(tmp_path):
 def test_the_command_line_switches_protections_on_and_holds_no_secret(tmp_path):
     s = settings_for(tmp_path, **{"server.secret_env": "RAGPIPE_SECRET"})
     cmd = serving.streamlit_command(s, "127.0.0.1", 8501)
-    flags = dict(zip(cmd[5::2], cmd[6::2]))
+    flags = dict(zip(cmd[5::2], cmd[6::2], strict=False))
     assert flags["--server.enableXsrfProtection"] == "true"
     assert flags["--server.enableCORS"] == "true"
     assert flags["--browser.gatherUsageStats"] == "false"
