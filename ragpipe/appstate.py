@@ -4,8 +4,8 @@ One SQLite file, ``INDEXES/.ui/app.sqlite``. It holds questions and answers that
 documents, so like an index it is readable by its owner only (folder 0700, file 0600,
 store/private.py). The folder's name starts with a dot, so it is never taken for an
 index (``Settings.index_dir`` refuses such names). Each module owns its tables:
-``conversations`` (conversations, messages), ``feedback``, ``jobs`` and ``accounts``
-(users, memberships, sessions, login_failures); this one
+``conversations`` (conversations, messages), ``feedback``, ``jobs``, ``accounts``
+(users, memberships, sessions, login_failures) and ``audit``; this one
 creates them and opens connections.
 """
 
@@ -94,6 +94,18 @@ CREATE TABLE IF NOT EXISTS login_failures(
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS login_failures_user ON login_failures(user, at);
+CREATE TABLE IF NOT EXISTS audit(
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    user TEXT NOT NULL,
+    idx TEXT NOT NULL,
+    documents TEXT NOT NULL,          -- JSON: paths of the retrieved documents
+    chunks TEXT NOT NULL,             -- JSON: their chunk ids
+    answer INTEGER,                   -- the answer's message id (NULL: none stored)
+    model TEXT NOT NULL,
+    outcome TEXT NOT NULL             -- answered | not_found | stopped | failed | busy
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
 """
 
 

@@ -154,6 +154,12 @@ def _parser() -> argparse.ArgumentParser:
     vp.add_argument("--port", type=int, help="port (default: server.port, 8501)")
     vp.add_argument("--check", action="store_true",
                     help="only check that this address may be served, then exit")
+    ap = sub.add_parser("audit", help="who asked what of which documents when (no text): "
+                                      "the web app's audit log")
+    ap.add_argument("--days", type=float, help="only the last N days")
+    ap.add_argument("--user", help="only this user")
+    ap.add_argument("--index", dest="audit_index", metavar="INDEX", help="only this index")
+    ap.add_argument("--jsonl", action="store_true", help="export as JSON Lines, oldest first")
     sub.add_parser("health", help="state of every index and of the answer model (JSON); "
                                   "exit 1 when something is wrong")
 
@@ -691,6 +697,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serving.serve(settings, host, port, None if hp == -1 else (hp or port + 1))
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from . import audit
+
+    log = audit.for_indexes(_settings(args).paths.indexes)
+    since = time.time() - args.days * 86400 if args.days else None
+    filters = {"since": since, "user": args.user, "index": args.audit_index}
+    if args.jsonl:
+        sys.stdout.write(log.export_jsonl(**filters))
+        return 0
+    rows = log.rows(**filters)
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["at"]))
+        print(f"{when}  {_safe(r['user']):12} {_safe(r['index']):10} {r['outcome']:9} "
+              f"{_safe(r['model'])}  {_safe(', '.join(r['documents'])) or '-'}")
+    print(f"{len(rows)} question(s)", file=sys.stderr)
+    return 0
+
+
 def cmd_health(args: argparse.Namespace) -> int:
     from . import serving
 
@@ -714,6 +738,7 @@ COMMANDS = {
     "groups": cmd_groups,
     "serve": cmd_serve,
     "health": cmd_health,
+    "audit": cmd_audit,
 }
 
 

@@ -22,6 +22,7 @@ import streamlit as st  # noqa: E402
 
 from ragpipe import appstate  # noqa: E402
 from ragpipe.access import LOCAL_USER, Viewer  # noqa: E402
+from ragpipe.audit import Audit  # noqa: E402
 from ragpipe.conversations import Conversations, new_owner, valid_owner  # noqa: E402
 from ragpipe.embedding import SentenceTransformerEmbedder  # noqa: E402
 from ragpipe.errors import RagpipeError  # noqa: E402
@@ -108,6 +109,11 @@ def jobs(settings: Settings) -> SyncJobs:
 def conversations(settings: Settings) -> Conversations:
     """The saved conversations (app database beside the indexes)."""
     return Conversations(appstate.db_path(settings.paths.indexes))
+
+
+def audit(settings: Settings) -> Audit:
+    """The audit log (a row per question, no text) of this server."""
+    return Audit(appstate.db_path(settings.paths.indexes))
 
 
 def feedback(settings: Settings) -> Feedback:

@@ -125,15 +125,16 @@ for m in messages:
 
 def answer(question: str, history: list[dict], cid: str) -> None:
     """Wait for the model, stream the answer, then store it (or why there is none)."""
+    audit, who, model = state.audit(settings), state.viewer().name, settings.llm.model
     try:
         ticket = state.queue(settings).join(me)
     except RagpipeError as exc:  # Busy: the line is full, or this user's last question runs
-        convs.add_error(me, cid, question, str(exc))
+        audit.record(who, index, (), convs.add_error(me, cid, question, str(exc)), model, "busy")
         return
     status = st.empty()
     st.button("Stop", key="stop", icon=":material/stop_circle:")  # a click ends this run
     shown = st.empty()
-    pieces = None
+    pieces = stream = None
     try:
         while not ticket.wait(0.5):
             status.info(f"Waiting for the model: {ticket.ahead} question(s) ahead of yours.",
@@ -149,10 +150,12 @@ def answer(question: str, history: list[dict], cid: str) -> None:
             shown.markdown(literal(so_far) + " ▌")
         ans = stream.answer
     except RagpipeError as exc:
-        convs.add_error(me, cid, question, str(exc))
+        audit.record(who, index, stream.hits if stream else (),
+                     convs.add_error(me, cid, question, str(exc)), model, "failed")
         return
     except BaseException:  # Stop, another click, or the page went away
-        convs.add_error(me, cid, question, STOPPED)
+        audit.record(who, index, stream.hits if stream else (),
+                     convs.add_error(me, cid, question, STOPPED), model, "stopped")
         raise
     finally:
         if pieces is not None:
@@ -160,9 +163,11 @@ def answer(question: str, history: list[dict], cid: str) -> None:
         ticket.leave()
     # With "not found", the closest passages include those not given to the model.
     shown_hits = ans.hits + (() if ans.found else ans.also_retrieved)
-    convs.add_answer(me, cid, ans, shown_hits, model=settings.llm.model,
-                     settings=settings_record(settings), scope=scope_record,
-                     waited_s=round(ticket.waited_s, 1), ahead=ticket.most_ahead)
+    answer_id = convs.add_answer(me, cid, ans, shown_hits, model=settings.llm.model,
+                                 settings=settings_record(settings), scope=scope_record,
+                                 waited_s=round(ticket.waited_s, 1), ahead=ticket.most_ahead)
+    audit.record(who, index, ans.hits + ans.also_retrieved, answer_id, model,
+                 "answered" if ans.found else "not_found")
 
 
 question = st.chat_input("Ask a question about the documents")

@@ -99,3 +99,18 @@ if rated:
         key="export-feedback")
     st.caption(f"Run it: `ragpipe eval answers --dataset feedback-{line(index)}.jsonl "
                f"--index {line(index)}`")
+
+# ----- audit log -------------------------------------------------------------------------------
+st.subheader("Audit log")
+log = state.audit(settings)
+recent = log.rows(index=index, limit=200)
+st.caption(f"Who asked, when, which documents were retrieved: {len(recent)} most recent "
+           "question(s) on this index (no question or answer text is logged).")
+if recent:
+    st.dataframe([{"when": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["at"])),
+                   "user": r["user"], "outcome": r["outcome"], "model": r["model"],
+                   "documents": ", ".join(r["documents"])} for r in recent],
+                 hide_index=True, width="stretch", key="audit-table")
+    st.download_button("Export the audit log (JSONL)", log.export_jsonl(index=index),
+                       file_name=f"audit-{index}.jsonl", mime="application/jsonl",
+                       on_click="ignore", key="export-audit")
