@@ -162,7 +162,8 @@ def main() -> int:
     wall = time.monotonic() - start
     report = {
         "users": ns.users, "questions": ns.users * ns.questions, "answered": len(totals),
-        "busy": busy[0], "questions_told_busy": refused_questions[0], "errors": len(errors), "error_samples": errors[:3],
+        "busy": busy[0], "questions_told_busy": refused_questions[0],
+        "errors": len(errors), "error_samples": errors[:3],
         "most_generations_at_once": model.most, "model_calls": model.calls,
         "wait_p50_s": pct(waits, 0.5), "wait_p95_s": pct(waits, 0.95),
         "answer_p50_s": pct(totals, 0.5), "answer_p95_s": pct(totals, 0.95),
