@@ -59,6 +59,19 @@ def is_yes_no(question: str) -> bool:
     return bool(_POLAR.match(question.strip()))
 
 
+# Document text sits between these tags in every prompt, and the system prompt says that
+# it is data. A document cannot close the fence early or open a fake one: a
+# "<documents" or "</documents" inside it loses its angle bracket (fence()).
+FENCE_OPEN = "<documents>"
+FENCE_CLOSE = "</documents>"
+_FENCE_MARK = re.compile(r"<(?=\s*/?\s*documents\b)", re.IGNORECASE)
+
+
+def fence(text: str) -> str:
+    """``text`` between the document tags, with any such tag inside it made inert."""
+    return f"{FENCE_OPEN}\n{_FENCE_MARK.sub('‹', text)}\n{FENCE_CLOSE}"
+
+
 def format_passage(n: int, hit: Hit, style: str = "free") -> str:
     """One numbered passage with its source line."""
     heading = f" ({hit.heading})" if hit.heading else ""
@@ -75,7 +88,7 @@ def user_message(question: str, hits: Sequence[Hit], style: str = "free") -> str
     )
     if not passages:
         passages = "(no passages were found)"
-    text = f"Passages:\n\n{passages}\n\nQuestion: {question.strip()}"
+    text = f"Passages:\n\n{fence(passages)}\n\nQuestion: {question.strip()}"
     if style == "extract":
         return f"{text}\n{YES_NO_HINT}" if is_yes_no(question) else text
     return f"{text}\n\nAnswer from the passages only, citing them like [1]."
@@ -109,7 +122,7 @@ def compose_judge_messages(question: str, excerpts: str) -> list[Message]:
     """The judge turn of the "compose" style: do the excerpts answer the question."""
     return [
         {"role": "system", "content": COMPOSE_JUDGE_SYSTEM},
-        {"role": "user", "content": f"Excerpts:\n\n{excerpts.strip()}\n\nQuestion: "
+        {"role": "user", "content": f"Excerpts:\n\n{fence(excerpts.strip())}\n\nQuestion: "
                                     f"{question.strip()}\n\n{COMPOSE_JUDGE_QUESTION}"},
     ]
 
