@@ -152,6 +152,7 @@ def pipe_for(acl_index, embedder, user: str, folders: dict | None = None) -> Pip
 
 
 # ----- the matrix -------------------------------------------------------------------------------
+@pytest.mark.e2e
 @pytest.mark.parametrize(("user", "doc"), PAIRS)
 def test_retrieval_prompt_and_answer_hold_only_readable_documents(acl_index, embedder,
                                                                   user, doc):
@@ -177,6 +178,7 @@ def test_retrieval_prompt_and_answer_hold_only_readable_documents(acl_index, emb
         assert c.hit.source in ALLOWED[user]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("user", "doc"), PAIRS)
 def test_previews_and_downloads(acl_index, embedder, user, doc):
     pipe = pipe_for(acl_index, embedder, user)
@@ -193,6 +195,7 @@ def test_previews_and_downloads(acl_index, embedder, user, doc):
     assert [r.path for r in pipe.files()] == sorted(ALLOWED[user])
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("user", "doc"), PAIRS)
 def test_saved_conversations(acl_index, embedder, tmp_path, user, doc):
     pipe = pipe_for(acl_index, embedder, user)
@@ -213,6 +216,7 @@ def test_saved_conversations(acl_index, embedder, tmp_path, user, doc):
             assert convs.get(f"user:{other}", cid) is None
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("user", "doc"), PAIRS)
 def test_summaries(acl_index, embedder, user, doc):
     pipe = pipe_for(acl_index, embedder, user)
@@ -233,6 +237,7 @@ def test_summaries(acl_index, embedder, user, doc):
     assert_clean(user, json.dumps([p.to_dict() for p in rollups]))
 
 
+@pytest.mark.e2e
 def test_folder_rollups_follow_their_sources(acl_index, embedder, tmp_path):
     settings, _ = acl_index
     s = copy.deepcopy(settings)
@@ -246,6 +251,7 @@ def test_folder_rollups_follow_their_sources(acl_index, embedder, tmp_path):
         assert_clean(user, json.dumps([p.to_dict() for p in parts]))
 
 
+@pytest.mark.e2e
 def test_a_batch_run_for_a_user_summarizes_only_what_they_may_read(acl_index, embedder,
                                                                     tmp_path):
     pipe = pipe_for(acl_index, embedder, "bob")
@@ -255,6 +261,7 @@ def test_a_batch_run_for_a_user_summarizes_only_what_they_may_read(acl_index, em
     assert_clean("bob", written)
 
 
+@pytest.mark.e2e
 def test_an_obedient_model_prints_only_readable_passages(acl_index, embedder):
     """The public document tells the model to print every passage and an image; it obeys."""
     pipe = pipe_for(acl_index, embedder, "carol")
@@ -265,6 +272,7 @@ def test_an_obedient_model_prints_only_readable_passages(acl_index, embedder):
     assert "evil.example" not in ans.text + ans.withheld and "](" not in ans.text
 
 
+@pytest.mark.e2e
 def test_the_real_model_answers_only_from_readable_documents(acl_index, embedder, small_llm):
     settings, _ = acl_index
     s = copy.deepcopy(settings)
@@ -292,6 +300,7 @@ class CountingEmbedder:
         return self.inner.embed(texts, progress)
 
 
+@pytest.mark.e2e
 def test_a_changed_mapping_counts_on_the_next_question(acl_index, embedder, tmp_path):
     counting = CountingEmbedder(embedder)
     settings, _ = acl_index
@@ -329,6 +338,7 @@ def test_a_changed_mapping_counts_on_the_next_question(acl_index, embedder, tmp_
     assert counting.documents == 0 and pipe.store.stats() == before
 
 
+@pytest.mark.e2e
 def test_the_cli_asks_as_a_user(acl_index, embedder, monkeypatch, capsys):
     from ragpipe import accounts, cli
 
@@ -382,6 +392,7 @@ def crowded(tmp_path_factory, embedder):
     return settings
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
 def test_k_readable_results_come_back_when_unreadable_ones_rank_higher(crowded, embedder,
                                                                         mode):
@@ -394,6 +405,30 @@ def test_k_readable_results_come_back_when_unreadable_ones_rank_higher(crowded, 
     # 30 unreadable documents outrank them and candidates is 10: filtering after the search
     # would leave none
     assert len(hits) == 5 and all(h.source.startswith("public/") for h in hits)
+
+
+@pytest.mark.e2e
+def test_the_same_text_in_two_folders_is_named_only_where_it_may_be_read(tmp_path, embedder):
+    text = "Expense claims, reference QX-DUP-505, are filed on form EX-3 within 30 days."
+    for rel in ("hr/expenses.txt", "public/expenses-copy.txt"):
+        (tmp_path / "docs" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "docs" / rel).write_text(text)
+    settings = load_settings(overrides={"paths.indexes": tmp_path / "idx"}, environ={})
+    settings.access.folders = dict(FOLDERS)
+    Pipeline(settings, "dup", embedder=embedder, generator=Recorder()).ingest(tmp_path / "docs")
+    named = {}
+    for user in ("ann", "carol"):
+        pipe = Pipeline(settings, "dup", embedder=embedder, viewer=USERS[user])
+        [hit] = pipe.search("Which form is used for expense claims?", k=1)
+        named[user] = (hit.source, hit.also_in)
+    assert named["ann"] == ("hr/expenses.txt", ("public/expenses-copy.txt",))
+    assert named["carol"] == ("public/expenses-copy.txt", ())
+    Pipeline(settings, "dup", embedder=embedder, generator=Recorder()).summarize()
+    carol = Pipeline(settings, "dup", embedder=embedder, generator=Recorder(),
+                     viewer=USERS["carol"])
+    summary = carol.summary_of("public/expenses-copy.txt")
+    assert summary is not None and summary.also_in == ()
+    assert set(carol.summaries()) == {"public/expenses-copy.txt"}
 
 
 # ----- the rules themselves ---------------------------------------------------------------------
@@ -478,8 +513,161 @@ def test_admin_only_actions():
         require_admin(USERS["bob"], "exporting the audit log")
 
 
+@pytest.mark.e2e
 def test_without_accounts_everything_is_readable(acl_index, embedder):
     pipe = Pipeline(acl_index[0], "acl", embedder=embedder)  # the default: the local user
     assert pipe.viewer == LOCAL_USER
     assert {h.source for h in pipe.search(QUESTION["misc/vendors.txt"], k=4)} == set(MARK)
     assert re.search("QX-UNM-404", source_path(pipe, "misc/vendors.txt").read_text())
+
+
+# ----- the web app --------------------------------------------------------------------------------
+PW = "correct horse battery"
+APP = str(ROOT / "ui" / "app.py")
+
+
+def toml_table(folders: dict) -> str:
+    return "{ " + ", ".join(f'"{k}" = {json.dumps(v)}' for k, v in folders.items()) + " }"
+
+
+@pytest.fixture
+def web(tmp_path, monkeypatch, embedder):
+    """The four documents in the web app's default index; ann (admin), bob (hr), carol (eng)."""
+    from ragpipe import accounts
+
+    docs = tmp_path / "docs"
+    for rel, text in TEXT.items():
+        (docs / rel).parent.mkdir(parents=True, exist_ok=True)
+        (docs / rel).write_text(text)
+    monkeypatch.setenv("RAGPIPE_PATHS_INDEXES", str(tmp_path / "indexes"))
+    monkeypatch.setenv("RAGPIPE_PATHS_MODELS", str(ROOT / "models"))
+    monkeypatch.setenv("RAGPIPE_LLM_MODEL", "smollm2-135m")
+    monkeypatch.setenv("RAGPIPE_LLM_N_CTX", "2048")
+    monkeypatch.setenv("RAGPIPE_LLM_MAX_TOKENS", "32")
+    monkeypatch.setenv("RAGPIPE_ACCESS_FOLDERS", toml_table(FOLDERS))
+    monkeypatch.chdir(ROOT)
+    Pipeline(load_settings(), "default", embedder=embedder).ingest(docs)
+    accts = accounts.for_indexes(tmp_path / "indexes")
+    accts.add("ann", PW, admin=True)
+    accts.add("bob", PW, groups=["hr"])
+    accts.add("carol", PW, groups=["eng"])
+    return accts
+
+
+def everything_shown(at) -> str:  # noqa: ANN001
+    """Every text element of the page, labels and options included."""
+    parts = [e.value for kind in ("markdown", "caption", "title", "error", "info", "warning",
+                                  "success", "code") for e in at.get(kind)]
+    parts += [str(getattr(e, "label", "")) for e in at.button]
+    parts += [json.dumps(list(getattr(e, "options", []))) for e in at.multiselect]
+    return "\n".join(str(p) for p in parts)
+
+
+def signed_in(name: str):  # noqa: ANN201
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=240).run()
+    at.text_input(key="sign_in_name").input(name)
+    at.text_input(key="sign_in_password").input(PW)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert at.chat_input, f"{name} is signed in"
+    return at
+
+
+def ask_in(at, question: str):  # noqa: ANN001, ANN201
+    at.chat_input[0].set_value(question).run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.mark.e2e
+def test_unauthenticated_requests_get_no_retrieval_model_or_text(web, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from ragpipe.generation import LlamaCppGenerator
+    from ragpipe.retrieval import Retriever
+    from ragpipe.store import Store
+
+    def refuse(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("document work before sign-in")
+
+    for cls, name in ((Pipeline, "__init__"), (Retriever, "search"), (Store, "snapshot"),
+                      (LlamaCppGenerator, "__init__")):
+        monkeypatch.setattr(cls, name, refuse)
+    monkeypatch.syspath_prepend(str(ROOT / "ui"))  # the pages import state, views
+    runs = [AppTest.from_file(APP, default_timeout=240).run()]
+    forged = AppTest.from_file(APP, default_timeout=240)
+    forged.session_state["session_token"] = "a forged or expired token"
+    forged.session_state["viewer"] = USERS["ann"]  # set by an earlier run: not trusted
+    runs.append(forged.run())
+    # each page run on its own, without the app's sign-in gate
+    for page in ("ask", "documents", "health", "model_card"):
+        at = AppTest.from_file(str(ROOT / "ui" / "app_pages" / f"{page}.py"), default_timeout=240)
+        runs.append(at.run())
+        assert [e.value for e in at.error] == ["Sign in first."], page
+    for at in runs:
+        assert not at.exception, at.exception
+        assert not at.chat_input
+        shown = everything_shown(at)
+        assert not any(m in shown for m in MARK.values())
+        assert not any(name in shown for name in ("holidays", "salaries", "minutes", "vendors"))
+    assert [t.value for t in runs[1].title] == ["Sign in"]
+
+
+@pytest.mark.e2e
+def test_two_interleaved_sessions_never_see_each_others_history_or_sources(web):
+    bob, carol = signed_in("bob"), signed_in("carol")
+    hr_q, holiday_q = QUESTION["hr/salaries.txt"], QUESTION["public/holidays.txt"]
+    ask_in(bob, hr_q)
+    ask_in(carol, hr_q)
+    ask_in(bob, "And when do salary reviews take place?")
+    ask_in(carol, holiday_q)
+    bob.run()
+    convs = Conversations(web.path)
+    [bob_chat], [carol_chat] = convs.list_for("user:bob"), convs.list_for("user:carol")
+    bob_said = [m.content for m in convs.messages("user:bob", bob_chat.id) if m.role == "user"]
+    carol_said = [m.content for m in convs.messages("user:carol", carol_chat.id)
+                  if m.role == "user"]
+    assert bob_said == [hr_q, "And when do salary reviews take place?"]
+    assert carol_said == [hr_q, holiday_q]
+    # each page shows its own conversation and its own sources only
+    bob_page, carol_page = everything_shown(bob), everything_shown(carol)
+    assert MARK["hr/salaries.txt"] in bob_page  # bob's sources: the hr passage
+    assert_clean("carol", carol_page)
+    assert "salary reviews" not in carol_page and holiday_q not in bob_page
+    assert [b.key for b in carol.button if (b.key or "").startswith("conv-")] == [
+        f"conv-{carol_chat.id}"]
+    for m in convs.messages("user:carol", carol_chat.id):
+        assert {h.source for h in m.hits} <= ALLOWED["carol"]
+    # the audit rows name each user's own retrieved documents
+    from ragpipe.audit import Audit
+
+    for row in Audit(web.path).rows():
+        assert set(row["documents"]) <= ALLOWED[row["user"]]
+
+
+@pytest.mark.e2e
+def test_the_ask_page_lists_and_asks_only_readable_documents(web, monkeypatch):
+    carol = signed_in("carol")
+    assert carol.multiselect(key="scope-folders-default").options == ["public/"]
+    assert carol.multiselect(key="scope-docs-default").options == ["public/holidays.txt"]
+    assert any(c.value == "1 documents you may ask about" for c in carol.caption)
+    ask_in(carol, QUESTION["hr/salaries.txt"])
+    assert_clean("carol", everything_shown(carol))
+    # the mapping changes (settings are read on every run): the next question may use hr/
+    monkeypatch.setenv("RAGPIPE_ACCESS_FOLDERS", toml_table({**FOLDERS, "hr/": ["hr", "eng"]}))
+    carol.run()
+    assert carol.multiselect(key="scope-folders-default").options == ["hr/", "public/"]
+    ask_in(carol, "What are the salary bands for engineers at grade five?")
+    convs = Conversations(web.path)
+    [chat] = convs.list_for("user:carol")
+    last = convs.messages("user:carol", chat.id)[-1]
+    assert "hr/salaries.txt" in {h.source for h in last.hits}
+    assert MARK["hr/salaries.txt"] in everything_shown(carol)
+    # and back: the answer that rested on hr/ is withheld on the page
+    monkeypatch.setenv("RAGPIPE_ACCESS_FOLDERS", toml_table(FOLDERS))
+    carol.run()
+    shown = everything_shown(carol)
+    assert_clean("carol", shown)
+    assert WITHHELD in shown
