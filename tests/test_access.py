@@ -671,3 +671,22 @@ def test_the_ask_page_lists_and_asks_only_readable_documents(web, monkeypatch):
     shown = everything_shown(carol)
     assert_clean("carol", shown)
     assert WITHHELD in shown
+
+
+@pytest.mark.e2e
+def test_admin_pages_refuse_a_signed_in_user(web, monkeypatch):
+    """Listed for admins only, and refused when reached another way (feedback, audit exports)."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.syspath_prepend(str(ROOT / "ui"))
+    for page in ("documents", "health", "model_card"):
+        at = AppTest.from_file(str(ROOT / "ui" / "app_pages" / f"{page}.py"), default_timeout=240)
+        at.session_state["viewer"] = USERS["bob"]  # what the sign-in gate sets for bob
+        at.run()
+        assert not at.exception, at.exception
+        assert [e.value for e in at.error] == ["This page is for admins only."], page
+        assert not at.get("download_button") and not at.dataframe
+        at.session_state["viewer"] = USERS["ann"]
+        at.run()
+        assert not at.exception, at.exception
+        assert not at.error, [e.value for e in at.error]
