@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="filter inside the search: path=PREFIX, type=pdf, "
                              "modified>=2024-01-01 (also >, <, <=, =); repeatable, paths and "
                              "types match any")
+        sp.add_argument("--user", dest="as_user", metavar="NAME",
+                        help="search only what the web app's user NAME may read "
+                             "(access.folders; default: everything, as an admin)")
 
     sp = with_index(sub.add_parser("search", help="show the passages that match a question"))
     sp.add_argument("question")
@@ -194,9 +197,25 @@ def _settings(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _pipeline(args: argparse.Namespace):  # noqa: ANN202
+    """The Pipeline of a command, for ``--user NAME`` when given.
+
+    The command line is the server operator's, who can read the index's files anyway:
+    without ``--user`` it works as an admin (access.LOCAL_USER) and sees everything.
+    """
     from .pipeline import Pipeline
 
-    return Pipeline(_settings(args), index=args.index)
+    settings = _settings(args)
+    name = getattr(args, "as_user", None)
+    if not name:
+        return Pipeline(settings, index=args.index)
+    from . import accounts
+    from .errors import InvalidArgument
+
+    viewer = accounts.for_indexes(settings.paths.indexes).viewer(name)
+    if viewer is None:
+        raise InvalidArgument(f"--user {name}: no such account (`ragpipe users list` shows "
+                              "them)")
+    return Pipeline(settings, index=args.index, viewer=viewer)
 
 
 def _print_stats(stats, out=None) -> None:  # noqa: ANN001

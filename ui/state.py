@@ -20,7 +20,7 @@ from pathlib import Path  # noqa: E402
 
 import streamlit as st  # noqa: E402
 
-from ragpipe import appstate  # noqa: E402
+from ragpipe import accounts, appstate  # noqa: E402
 from ragpipe.access import LOCAL_USER, Viewer  # noqa: E402
 from ragpipe.audit import Audit  # noqa: E402
 from ragpipe.conversations import Conversations, new_owner, valid_owner  # noqa: E402
@@ -64,8 +64,9 @@ def shared_store(path: str) -> Store:
 @st.cache_resource(show_spinner=False)
 def shared_jobs(indexes: str) -> SyncJobs:
     """The background syncs of this server process (their rows are in the app database)."""
+    # Syncs are started by admins and run outside any page, as the local admin.
     return SyncJobs(appstate.db_path(Path(indexes)),
-                    lambda index: pipeline(load_settings(), index))
+                    lambda index: pipeline(load_settings(), index, LOCAL_USER))
 
 
 def settings() -> Settings:
@@ -78,8 +79,12 @@ def settings() -> Settings:
         raise
 
 
-def pipeline(settings: Settings, index: str) -> Pipeline:
-    """A Pipeline over the shared components (cheap: built on every rerun)."""
+def pipeline(settings: Settings, index: str, who: Viewer | None = None) -> Pipeline:
+    """A Pipeline over the shared components for ``who`` (default: ``viewer()``).
+
+    Cheap: built on every rerun. It searches, opens and summarizes only what ``who`` may
+    read (access.folders, read again with the settings on every run).
+    """
     e = settings.embedder
     generator = None
     try:
@@ -92,6 +97,7 @@ def pipeline(settings: Settings, index: str) -> Pipeline:
         embedder=shared_embedder(e.model, e.batch_size, e.max_tokens),
         generator=generator,
         store=shared_store(str(settings.index_dir(index))),
+        viewer=viewer() if who is None else who,
     )
 
 
@@ -131,9 +137,27 @@ def index_names(settings: Settings) -> list[str]:
 
 
 def viewer() -> Viewer:
-    """Who is asking: the signed-in user (app.py's sign-in gate), or the one local user."""
+    """Who is asking: the signed-in user (app.py's sign-in gate), or the one local user.
+
+    Fails closed: a page run without a signed-in user while accounts exist (not through
+    app.py's gate) stops here, before anything of a document is read.
+    """
     found = st.session_state.get("viewer")
-    return found if isinstance(found, Viewer) else LOCAL_USER
+    if isinstance(found, Viewer):
+        return found
+    if accounts.for_indexes(settings().paths.indexes).any():
+        st.error("Sign in first.")
+        st.stop()
+    return LOCAL_USER
+
+
+def require_admin() -> Viewer:
+    """The viewer, if an admin; otherwise the page says so and stops."""
+    who = viewer()
+    if not who.admin:
+        st.error("This page is for admins only.")
+        st.stop()
+    return who
 
 
 def owner() -> str:

@@ -6,6 +6,12 @@
 The CLI and the web UI both use only the Pipeline. Components are built lazily from
 settings, so constructing one is cheap; sync lives in ``sync`` and the answer
 stream in ``answer``.
+
+A Pipeline works for one ``viewer`` (access.py): its searches, answers, documents and
+summaries hold only what that person may read under ``access.folders``, as read from the
+settings at each call. The default is the single local user, an admin: the CLI and
+scripts are the server operator's, who can read the index's files anyway; the web app
+builds one per signed-in user.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .. import models
+from ..access import LOCAL_USER, Permissions, Viewer
 from ..chunking import Chunker, chunk_settings_key
 from ..compose import Composition, compose, idf_weights, merge_adjacent
-from ..datatypes import Answer, Hit, SyncStats
+from ..datatypes import Answer, FileReport, Hit, SyncStats
 from ..embedding import Embedder, SentenceTransformerEmbedder, embedder_card
 from ..errors import ConfigError, InvalidArgument, RagpipeError
 from ..filters import Filter
@@ -33,6 +40,7 @@ from ..retrieval import Retriever, embed_query
 from ..settings import Settings, load_settings
 from ..store import Store
 from ..summarize import DocumentSummary
+from ..summarize.rollup import RollupPart
 from . import summarize as batch
 from .answer import AnswerStream
 from .progress import Progress
@@ -54,9 +62,11 @@ class Pipeline:
         embedder: Embedder | None = None,
         generator: Generator | None = None,
         store: Store | None = None,
+        viewer: Viewer = LOCAL_USER,
     ) -> None:
         self.settings = settings or load_settings()
         self.settings.check()  # also settings built or changed in code, before any model loads
+        self.viewer = viewer
         self.index_name = index
         self.store = store or Store(self.settings.index_dir(index))
         self.store.ann_threshold = self.settings.retrieval.ann_threshold
@@ -187,6 +197,29 @@ class Pipeline:
         return (f"synced {root}: +{len(st.added)} added, ~{len(st.changed)} read again, "
                 f"-{len(st.deleted)} deleted, {len(st.failed)} failed")
 
+    # ----- who may read what ---------------------------------------------------------------
+    @property
+    def permissions(self) -> Permissions:
+        """The folder permissions as the settings say now (a changed mapping counts at once)."""
+        return Permissions(self.settings.access.folders)
+
+    def can_read(self, path: str) -> bool:
+        """True when the viewer may read the document at ``path`` of this index."""
+        return self.permissions.allows(self.viewer, path)
+
+    def readable(self, where: Filter | dict | None = None) -> Filter | None:
+        """``where`` narrowed to what the viewer may read (None: everything, unfiltered)."""
+        flt = Filter.of(where)
+        areas = self.permissions.areas(self.viewer)
+        if areas is None:
+            return flt
+        return (flt or Filter()).restricted(areas)
+
+    def files(self) -> list[FileReport]:
+        """The recorded outcome of every file the viewer may read, by path."""
+        rules, who = self.permissions, self.viewer
+        return [r for r in self.store.files() if rules.allows(who, r.path)]
+
     # ----- search --------------------------------------------------------------------------
     def search(
         self,
@@ -202,6 +235,8 @@ class Pipeline:
         filters.Filter or a dict with path/type/modified_from/modified_to);
         ``mode`` is dense, bm25 or hybrid (default: retrieval.mode);
         ``shape=False`` returns the raw ranking (no dedup, neighbours or floor).
+        Only documents the viewer may read are searched (``readable``), inside both the
+        vector and the keyword search, so k of them come back when k exist.
         """
         r = self.settings.retrieval
         _check_question(question, self.settings.answer.max_question_chars)
@@ -211,7 +246,8 @@ class Pipeline:
             raise InvalidArgument(f"k = {k}: ask for at least 1 passage")
         self.store.check_embedder(self.embedder.name)
         self.store.nprobe = r.nprobe
-        return Retriever(self.store, self.embedder, r).search(question, k, where, mode, shape)
+        return Retriever(self.store, self.embedder, r).search(
+            question, k, self.readable(where), mode, shape)
 
     # ----- answers -------------------------------------------------------------------------
     def prepare(
@@ -310,11 +346,21 @@ class Pipeline:
         return batch.run(self, folder, where, style, prompt, out, progress, note)
 
     def summaries(self, out: Path | None = None) -> dict[str, DocumentSummary]:
-        """Path -> the last run's summary, for each document whose content it still matches."""
+        """Path -> the last run's summary, for each document whose content it still matches.
+
+        Only documents the viewer may read.
+        """
         return batch.summaries(self, out)
 
+    def rollups(self, out: Path | None = None) -> list[RollupPart]:
+        """The last run's overviews of which the viewer may read every source."""
+        return batch.rollups(self, out)
+
     def summary_of(self, path: str, out: Path | None = None) -> DocumentSummary | None:
-        """The cached summary of an indexed document's current content, or None."""
+        """The cached summary of an indexed document's current content, or None.
+
+        None also when the viewer may not read the document.
+        """
         return batch.summary_of(self, path, out)
 
     def summarize_document(self, path: str, out: Path | None = None

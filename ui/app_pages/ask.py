@@ -5,6 +5,10 @@ restarted server shows it again; answers are stored as they finish and the page 
 drawn from what is stored. A question waits in line for the answer model
 (ragpipe.queueing) and shows its place; Stop (or any other click) ends the answer, and
 nothing half-checked is kept.
+
+Everything here is what the signed-in user may read (access.folders): the Pipeline is
+theirs, so the search, the scope lists and the source previews hold only their documents,
+and saved answers resting on a document they may no longer read are shown withheld.
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ if index is None:
                "the Documents page.")
     st.stop()
 pipe = state.pipeline(settings, index)
+readable = pipe.can_read
 try:
     stats = pipe.store.stats()
-    files = [r for r in pipe.store.files() if r.outcome.has_text]
+    files = [r for r in pipe.files() if r.outcome.has_text]  # those this user may read
 except RagpipeError as exc:  # e.g. a damaged index: its one line, not a traceback
     st.error(str(exc))
     st.stop()
@@ -61,8 +66,11 @@ else:
     st.query_params["c"] = st.session_state["chat"] = current.id
 
 with st.sidebar:
-    st.caption(f"{stats['files']} files · {stats['chunks']} passages · generation "
-               f"{stats['generation']}")
+    if pipe.viewer.admin:
+        st.caption(f"{stats['files']} files · {stats['chunks']} passages · generation "
+                   f"{stats['generation']}")
+    else:  # the index's own counts would say how much this user may not read
+        st.caption(f"{len(files)} documents you may ask about")
     st.button("New chat", icon=":material/add:", on_click=open_chat, args=(None,),
               width="stretch", key="new-chat")
     st.subheader("Conversations")
@@ -79,7 +87,7 @@ with st.sidebar:
                     st.rerun()
                 except RagpipeError as exc:
                     st.error(str(exc))
-            md = convs.markdown(me, current.id)
+            md = convs.markdown(me, current.id, readable)
             st.download_button("Export as Markdown", md, file_name="conversation.md",
                                mime="text/markdown", on_click="ignore", key="export")
             st.caption("Copy (the icon at the top right of the box):")
@@ -108,7 +116,7 @@ if where is not None:
                             ", ".join(line(x) for x in [*folders, *kinds])))
 
 # ----- the conversation ------------------------------------------------------------------------
-messages = convs.messages(me, current.id) if current else []
+messages = convs.messages(me, current.id, readable) if current else []
 last_answer = max((m.id for m in messages if m.role == "assistant"), default=None)
 for m in messages:
     with st.chat_message(m.role):
@@ -176,7 +184,7 @@ if question:
         current = convs.get(me, convs.create(me, index))
         assert current is not None
         st.query_params["c"] = st.session_state["chat"] = current.id
-    history = convs.history(me, current.id)
+    history = convs.history(me, current.id, readable=readable)
     convs.add_question(me, current.id, question)
     with st.chat_message("user"):
         st.markdown(literal(question))

@@ -18,6 +18,7 @@ from ragpipe.jobs import Job
 from ragpipe.pipeline import documents
 
 settings = state.settings()
+state.require_admin()  # listed for admins only (app.py); refused here too
 index = state.choose_index(settings)
 jobs = state.jobs(settings)
 
@@ -141,7 +142,7 @@ with listed:
         st.info("No index yet: make one from a folder on this server (the third tab).")
         st.stop()
     try:
-        reports = pipe.store.files()
+        reports = pipe.files()
         indexed = pipe.store.indexed_times()
     except RagpipeError as exc:
         st.error(str(exc))
