@@ -125,9 +125,10 @@ def test_cached_summaries_in_the_documents_table_and_view(model):
     s = made["badges.md"]
     assert sv.marked(s) in shown(at)  # the summary, its unsupported sentences flagged
     assert sv.support_line(s) in shown(at)
-    quotes = [c for c in shown(at) if c.startswith(("page ", "the document · "))]
-    assert quotes and any("Badges are renewed every year" in q for q in quotes)
-    assert any("onerror" in md for md in shown(at))  # the document's payloads, as text
+    literal = ui_module("literal")
+    quotes = [f"the document · {literal.snippet(p.quote, None, sv.QUOTE_CHARS)}"
+              for x in s.sentences for p in x.sources]
+    assert quotes and all(q in shown(at) for q in quotes)  # each sentence's sources
     for md in shown(at):
         assert not live(md), md
     assert model.calls == calls  # shown from the cache
@@ -191,7 +192,9 @@ def test_unsupported_sentences_are_flagged_and_model_markup_is_inert(env, monkey
     assert f":red-background[Badge renewal costs EUR 95.] {sv.FLAG}" in page
     assert ":red-background[Lost badges" not in page
     assert f"{invented + 1}\\. {sv.FLAG} Badge renewal costs EUR 95." in page  # sentence list
-    assert "Why: states a number that is not in the document" in page
+    why = s.sentences[invented].problem
+    assert why and "Why: " + ui_module("literal").line(why) in page  # its problem, in words
+    assert "onerror" in page and "evil.example" in page  # the document's payloads, quoted
     for md in shown(at):
         assert not live(md), md
 
