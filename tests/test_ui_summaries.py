@@ -117,10 +117,9 @@ def test_cached_summaries_in_the_documents_table_and_view(model):
     assert not at.exception, at.exception
     table = at.dataframe[0].value.set_index("path")
     assert list(table.loc[["badges.md", "parking.txt"], "summary"]) == ["yes", "yes"]
-    for path in ("badges.md", "parking.txt"):
-        assert table.loc[path, "supported"] == pytest.approx(made[path].support_share)
-
     sv = ui_module("summary_view")
+    for path in ("badges.md", "parking.txt"):
+        assert table.loc[path, "supported"] == sv.share(made[path])  # e.g. "80% (8/10)"
     at.selectbox(key="doc-target").set_value("badges.md").run()
     s = made["badges.md"]
     assert sv.marked(s) in shown(at)  # the summary, its unsupported sentences flagged
@@ -201,8 +200,15 @@ def test_unsupported_sentences_are_flagged_and_model_markup_is_inert(env, monkey
     at.switch_page("app_pages/documents.py").run()  # the admin table counts it
     table = at.dataframe[0].value.set_index("path")
     assert table.loc["badges.md", "summary"] == "yes"
-    assert table.loc["badges.md", "supported"] == pytest.approx(s.support_share)
-    assert table.loc["parking.txt", "summary"] == "no"
+    assert table.loc["badges.md", "supported"] == sv.share(s)
+    assert table.loc["parking.txt", "summary"] == "no" and table.loc["parking.txt",
+                                                                        "supported"] == ""
+    at.selectbox(key="doc-target").set_value("parking.txt").run()  # made from its view
+    at.button(key="summarize-documents").click().run()
+    assert not at.exception, at.exception
+    made = pipeline(ObedientModel(reply)).summary_of("parking.txt")
+    assert made is not None and sv.marked(made) in shown(at)
+    assert at.dataframe[0].value.set_index("path").loc["parking.txt", "summary"] == "yes"
 
 
 # ----- pieces, with fakes -------------------------------------------------------------------

@@ -185,6 +185,11 @@ def marked(s: DocumentSummary, drop: bool = False) -> str:
     return "  \n".join(kept)
 
 
+def share(s: DocumentSummary) -> str:
+    """The share of sentences supported, and the counts: "80% (8/10)"."""
+    return f"{s.support_share:.0%} ({s.supported}/{len(s.sentences)})"
+
+
 def support_line(s: DocumentSummary) -> str:
     """How much of the summary the document backs, and how it was made."""
     n = len(s.sentences)
@@ -193,10 +198,14 @@ def support_line(s: DocumentSummary) -> str:
             f"{line(s.style)} · model {line(s.model)}" + (f" · made {made}" if made else ""))
 
 
-def show(s: DocumentSummary, drop: bool = False) -> None:
-    """A summary: its text with unsupported sentences flagged, then each sentence's sources."""
+def show(s: DocumentSummary, drop: bool = False, height: int | None = None) -> None:
+    """A summary: its text with unsupported sentences flagged, then each sentence's sources.
+
+    ``height``: the text scrolls in a box of that many pixels (in a dialog, above a chat).
+    """
     st.caption(support_line(s))
-    st.markdown(marked(s, drop) or "(an empty summary)")
+    box = st.container(height=height, border=True) if height else st.container()
+    box.markdown(marked(s, drop) or "(an empty summary)")
     with st.expander(f"Sentences and their sources ({len(s.sentences)})"):
         for n, sent in enumerate(s.sentences, start=1):
             st.markdown(f"{n}\\. {SUPPORTED if sent.supported else FLAG} {line(sent.text)}")
@@ -208,7 +217,8 @@ def show(s: DocumentSummary, drop: bool = False) -> None:
 
 
 def document_summary(settings: Settings, pipe: Pipeline, owner: str, path: str,
-                     make_now: bool = False, key: str = "doc") -> None:
+                     make_now: bool = False, key: str = "doc", height: int | None = None
+                     ) -> None:
     """One document's summary: the cached one, else a button that makes it (or made now)."""
     drop = settings.summarize.unsupported == "drop"
     try:
@@ -216,16 +226,21 @@ def document_summary(settings: Settings, pipe: Pipeline, owner: str, path: str,
     except RagpipeError as exc:
         st.error(line(str(exc)))
         return
+    if s is None and not make_now:
+        offer = st.empty()
+        with offer.container():
+            st.caption("No summary of this document yet: making one takes the model a while "
+                       "(questions go first between its steps).")
+            make_now = st.button("Summarize this document", key=f"summarize-{key}",
+                                 icon=":material/summarize:")
+        if make_now:
+            offer.empty()
     if s is None and make_now:
-        s = make(settings, pipe.index_name, owner, path)
-    elif s is None:
-        st.caption("No summary of this document yet: making one takes the model for a while "
-                   "(questions go first between its steps).")
-        if st.button("Summarize this document", key=f"summarize-{key}",
-                     icon=":material/summarize:"):
-            s = make(settings, pipe.index_name, owner, path)
+        if make(settings, pipe.index_name, owner, path) is not None:
+            st.rerun()  # drawn again from the cache, with the page around it (a table)
+        return
     if s is not None:
-        show(s, drop)
+        show(s, drop, height)
 
 
 # ----- the Ask page and the source view -----------------------------------------------------
@@ -260,7 +275,7 @@ def ask_panel(settings: Settings, pipe: Pipeline, owner: str, paths: Collection[
         head, shut = st.columns([5, 1], vertical_alignment="center")
         head.markdown(f"**Summary of {file_name(path)}**")
         shut.button("Close", key="summary-close", on_click=close, icon=":material/close:")
-        document_summary(settings, pipe, owner, path, make_now, key="panel")
+        document_summary(settings, pipe, owner, path, make_now, key="panel", height=360)
 
 
 def in_source(pipe: Pipeline, path: str, key: str) -> None:
@@ -272,7 +287,7 @@ def in_source(pipe: Pipeline, path: str, key: str) -> None:
     with st.container(key=f"summary-{key}"):
         if s is not None:
             st.markdown(f"**Summary of {file_name(path)}**")
-            show(s, pipe.settings.summarize.unsupported == "drop")
+            show(s, pipe.settings.summarize.unsupported == "drop", height=300)
         elif st.button("Summarize this document", key=f"summarize-src-{key}",
                        icon=":material/summarize:", on_click=want,
                        args=(pipe.index_name, path),

@@ -166,12 +166,12 @@ with listed:
           "last indexed": time.strftime("%Y-%m-%d %H:%M",
                                         time.localtime(indexed.get(r.path, 0))),
           "summary": "yes" if r.path in summaries else "no",
-          "supported": summaries[r.path].support_share if r.path in summaries else None}
+          "supported": summary_view.share(summaries[r.path]) if r.path in summaries else ""}
          for r in rows],
         hide_index=True, width="stretch", key="documents-table",
-        column_config={"supported": st.column_config.NumberColumn(
-            "supported", format="percent",
-            help="Share of the summary's sentences the check found in the document")})
+        column_config={"supported": st.column_config.TextColumn(
+            "supported", help="Share of the summary's sentences the check found in the "
+            "document")})
     st.caption(f"{len(rows)} of {len(reports)} files")
     if rows:
         target = st.selectbox("A document", [r.path for r in rows], key="doc-target")
