@@ -402,3 +402,25 @@ def summarize_one(pipe: Pipeline, path: str, out: Path | None = None) -> Documen
     s = summarize_document(pipe.generator, path, row.sha256, chunks, options(pipe))
     SummaryFolder(out or default_out(pipe, None)).save(s, pipe.settings.summarize.unsupported)
     return _for_viewer(pipe, s, path)
+
+
+def current_summaries(pipe: Pipeline, out: Path | None = None) -> dict[str, DocumentSummary]:
+    """Path -> summary of every document of the index that has a current one.
+
+    ``summaries`` (the last run's), and for the other documents the one cached with the
+    configured options (made by summarize_one since): what ``summary_of`` returns for each
+    path, read in one pass for a table of the whole index; only documents the viewer may
+    read.
+    """
+    found = summaries(pipe, out)
+    folder = SummaryFolder(out or default_out(pipe, None))
+    if not folder.cache_dir.is_dir():
+        return found
+    opts = options(pipe)
+    for path, row in pipe.store.file_rows().items():
+        if path in found or not row.sha256 or not pipe.can_read(path):
+            continue
+        cached = folder.cached(opts.key(row.sha256))
+        if cached is not None:
+            found[path] = _for_viewer(pipe, cached, path)
+    return found
