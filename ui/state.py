@@ -16,6 +16,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import streamlit as st  # noqa: E402
@@ -27,6 +28,7 @@ from ragpipe.conversations import Conversations, new_owner, valid_owner  # noqa:
 from ragpipe.embedding import SentenceTransformerEmbedder  # noqa: E402
 from ragpipe.errors import RagpipeError  # noqa: E402
 from ragpipe.feedback import Feedback  # noqa: E402
+from ragpipe.generation import Generator  # noqa: E402
 from ragpipe.jobs import SyncJobs  # noqa: E402
 from ragpipe.pipeline import Pipeline, build_generator  # noqa: E402
 from ragpipe.queueing import TurnQueue  # noqa: E402
@@ -79,18 +81,25 @@ def settings() -> Settings:
         raise
 
 
-def pipeline(settings: Settings, index: str, who: Viewer | None = None) -> Pipeline:
+def pipeline(settings: Settings, index: str, who: Viewer | None = None,
+             wrap: Callable[[Generator], Generator] | None = None) -> Pipeline:
     """A Pipeline over the shared components for ``who`` (default: ``viewer()``).
 
     Cheap: built on every rerun. It searches, opens and summarizes only what ``who`` may
-    read (access.folders, read again with the settings on every run).
+    read (access.folders, read again with the settings on every run). ``wrap`` puts
+    something around the shared answer model for this Pipeline only (a summary's turns in
+    line, summary_view.py); the model's error is raised at once then.
     """
     e = settings.embedder
     generator = None
-    try:
-        generator = shared_generator(f"{settings.llm!r} {settings.paths.models}", settings)
-    except RagpipeError:
-        pass  # the Pipeline raises it again, with its message, when a question is asked
+    key = f"{settings.llm!r} {settings.paths.models}"
+    if wrap is not None:
+        generator = wrap(shared_generator(key, settings))
+    else:
+        try:
+            generator = shared_generator(key, settings)
+        except RagpipeError:
+            pass  # the Pipeline raises it again, with its message, when a question is asked
     return Pipeline(
         settings,
         index,

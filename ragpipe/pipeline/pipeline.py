@@ -369,6 +369,10 @@ class Pipeline:
         self.settings.check_summaries()
         return batch.summarize_one(self, path, out)
 
+    def current_summaries(self, out: Path | None = None) -> dict[str, DocumentSummary]:
+        """Path -> ``summary_of(path)`` for every document that has one, in one pass."""
+        return batch.current_summaries(self, out)
+
 
 def build_generator(settings: Settings) -> Generator:
     """The answer model ``llm.backend`` names: the one place a backend is chosen."""

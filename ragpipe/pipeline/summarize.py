@@ -97,12 +97,85 @@ def lower_priority(increment: int) -> int:
     """Add ``increment`` to this process's CPU niceness (threads started later inherit it).
 
     Returns the niceness now. For a batch process only: in the web UI's process it would
-    slow the answers too.
+    slow the answers too. Where the kernel groups processes by session (autogroups), a
+    niceness only ranks processes of one session, so ``run_in_own_session`` comes first.
     """
     try:
-        return os.nice(increment) if increment > 0 else os.nice(0)
+        now = os.nice(increment) if increment > 0 else os.nice(0)
     except OSError:
-        return os.nice(0)
+        now = os.nice(0)
+    if increment > 0 and _own_autogroup():
+        try:  # this session holds the batch alone: rank it below other sessions too
+            Path("/proc/self/autogroup").write_text(str(now))
+        except OSError:
+            pass
+    return now
+
+
+def _autogroups() -> bool:
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def _own_autogroup() -> bool:
+    return _autogroups() and os.getsid(0) == os.getpid()
+
+
+BATCH_CHILD = False  # set in the child of run_in_own_session; cli.main exits it
+
+
+def run_in_own_session() -> int | None:
+    """Go on in a child process that leads a session of its own; return its exit code here.
+
+    With autogroups the CPU is shared fairly between sessions first (a terminal, the web
+    server's service), whatever the niceness, so a batch started beside a serving web app
+    took half the CPU at any niceness (README: Batch summaries, sharing the machine). In a
+    session of its own the batch's group can be ranked low. Returns None in the child (it
+    carries on) and where nothing needs doing (no autogroups, already a session leader, or
+    no fork). The parent stays as the terminal's job: Ctrl-C and SIGTERM are passed on, and
+    the child is killed if the parent is (SIGKILL included), so the run stops as one.
+    """
+    if not _autogroups() or os.getsid(0) == os.getpid() or not hasattr(os, "fork"):
+        return None
+    import signal
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() != parent:
+            os._exit(1)
+        os.setsid()
+        global BATCH_CHILD
+        BATCH_CHILD = True
+        return None
+
+    def _pass_on(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _pass_on)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code  # killed by a signal: the shell's 128 + N
 
 
 def folder_chunker() -> Chunker:
@@ -329,3 +402,25 @@ def summarize_one(pipe: Pipeline, path: str, out: Path | None = None) -> Documen
     s = summarize_document(pipe.generator, path, row.sha256, chunks, options(pipe))
     SummaryFolder(out or default_out(pipe, None)).save(s, pipe.settings.summarize.unsupported)
     return _for_viewer(pipe, s, path)
+
+
+def current_summaries(pipe: Pipeline, out: Path | None = None) -> dict[str, DocumentSummary]:
+    """Path -> summary of every document of the index that has a current one.
+
+    ``summaries`` (the last run's), and for the other documents the one cached with the
+    configured options (made by summarize_one since): what ``summary_of`` returns for each
+    path, read in one pass for a table of the whole index; only documents the viewer may
+    read.
+    """
+    found = summaries(pipe, out)
+    folder = SummaryFolder(out or default_out(pipe, None))
+    if not folder.cache_dir.is_dir():
+        return found
+    opts = options(pipe)
+    for path, row in pipe.store.file_rows().items():
+        if path in found or not row.sha256 or not pipe.can_read(path):
+            continue
+        cached = folder.cached(opts.key(row.sha256))
+        if cached is not None:
+            found[path] = _for_viewer(pipe, cached, path)
+    return found

@@ -1,20 +1,24 @@
-"""Ask: saved conversations over an index, scoped questions, sources, feedback.
+"""Ask: saved conversations over an index, scoped questions, sources, feedback, summaries.
 
 The conversation on screen is the one named in the URL (``?c=``), so a reload or a
 restarted server shows it again; answers are stored as they finish and the page is
 drawn from what is stored. A question waits in line for the answer model
 (ragpipe.queueing) and shows its place; Stop (or any other click) ends the answer, and
-nothing half-checked is kept.
+nothing half-checked is kept. With one document chosen (or from a source), "Summarize
+this document" shows its cached summary, or makes one through the same line
+(summary_view.py).
 
 Everything here is what the signed-in user may read (access.folders): the Pipeline is
-theirs, so the search, the scope lists and the source previews hold only their documents,
-and saved answers resting on a document they may no longer read are shown withheld.
+theirs, so the search, the scope lists, the source previews and the summaries hold only
+their documents, and saved answers resting on a document they may no longer read are shown
+withheld.
 """
 
 from __future__ import annotations
 
 import state
 import streamlit as st
+import summary_view
 import views
 from literal import line, literal
 
@@ -114,6 +118,11 @@ scope_record = {"folders": folders, "kinds": kinds, "documents": chosen}
 if where is not None:
     st.caption("Asking " + (f"{len(chosen)} chosen document(s)" if chosen else
                             ", ".join(line(x) for x in [*folders, *kinds])))
+# One document chosen: its summary on request (the cached one at once, else made now).
+if len(chosen) == 1 and not summary_view.is_open(index, chosen[0]):
+    st.button("Summarize this document", key="summarize-scope", icon=":material/summarize:",
+              on_click=summary_view.want, args=(index, chosen[0]))
+summary_view.ask_panel(settings, pipe, me, {r.path for r in files})
 
 # ----- the conversation ------------------------------------------------------------------------
 messages = convs.messages(me, current.id, readable) if current else []
