@@ -9,13 +9,14 @@ after the piece being written, and nothing half-made is kept.
 
 Summary text comes from a document through the model: it goes through literal.py like
 answers, and sentences the check did not find in the document are marked on the page.
+The Pipeline passed in (state.pipeline) is the signed-in person's, so its summaries are
+only of documents they may read (access.py).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
-from inspect import signature
 from typing import Any
 
 import state
@@ -33,17 +34,6 @@ MAKE = "summary-make"  # make it in this run when none is cached
 FLAG = ":red-badge[:material/close: not supported by the document]"
 SUPPORTED = ":green-badge[:material/check: supported]"
 QUOTE_CHARS = 300
-
-
-def with_viewer(fn: Callable[..., Any], *args: Any) -> Any:
-    """Call a library function as the signed-in person, where the function takes one.
-
-    The library's summary calls gain a ``viewer`` with document permissions; until then
-    they are called without (pages that list documents are the viewer's already).
-    """
-    if "viewer" in signature(fn).parameters:
-        return fn(*args, viewer=state.viewer())
-    return fn(*args)
 
 
 # ----- turns at the model -------------------------------------------------------------------
@@ -137,7 +127,7 @@ def make(settings: Settings, index: str, owner: str, path: str) -> DocumentSumma
             gen, state.queue(settings), owner, progress.waiting, progress.working))
         stop.button("Stop", key="summary-stop", icon=":material/stop_circle:")
         with st.spinner(f"Summarizing {file_name(path)}…"):
-            made = with_viewer(pipe.summarize_document, path)
+            made = pipe.summarize_document(path)
     except RagpipeError as exc:
         stop.empty()
         progress.box.error(line(str(exc)))
@@ -222,7 +212,7 @@ def document_summary(settings: Settings, pipe: Pipeline, owner: str, path: str,
     """One document's summary: the cached one, else a button that makes it (or made now)."""
     drop = settings.summarize.unsupported == "drop"
     try:
-        s = with_viewer(pipe.summary_of, path)
+        s = pipe.summary_of(path)
     except RagpipeError as exc:
         st.error(line(str(exc)))
         return
@@ -281,7 +271,7 @@ def ask_panel(settings: Settings, pipe: Pipeline, owner: str, paths: Collection[
 def in_source(pipe: Pipeline, path: str, key: str) -> None:
     """The source view's part: the document's cached summary, or a button that makes it."""
     try:
-        s = with_viewer(pipe.summary_of, path)
+        s = pipe.summary_of(path)
     except RagpipeError:
         return  # the source itself is shown; its summary is not essential
     with st.container(key=f"summary-{key}"):

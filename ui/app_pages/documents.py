@@ -157,7 +157,7 @@ with listed:
                                     placeholder="all outcomes")
     rows = [r for r in reports if not shown_outcomes or r.outcome.value in shown_outcomes]
     try:  # each document's current summary (batch runs, or made on a page)
-        summaries = summary_view.with_viewer(pipe.current_summaries)
+        summaries = pipe.current_summaries()
     except RagpipeError as exc:
         st.caption(f"Summaries cannot be read: {line(str(exc))}")
         summaries = {}
