@@ -20,31 +20,29 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .. import models
 from ..access import LOCAL_USER, Permissions, Viewer
-from ..chunking import Chunker, chunk_settings_key
-from ..compose import Composition, compose, idf_weights, merge_adjacent
 from ..datatypes import Answer, FileReport, Hit, SyncStats
-from ..embedding import Embedder, SentenceTransformerEmbedder, embedder_card
 from ..errors import ConfigError, InvalidArgument, RagpipeError
 from ..filters import Filter
-from ..followup import history_messages, standalone_query
-from ..generation import Generator, LlamaCppGenerator
-from ..generation.openai import OpenAIGenerator
-from ..grounding import content_words, question_coverage
-from ..ingest import READER_VERSION
-from ..privacy import check_destination
-from ..prompts import FittedPrompt, fit_prompt
-from ..retrieval import Retriever, embed_query
 from ..settings import Settings, load_settings
 from ..store import Store
-from ..summarize import DocumentSummary
-from ..summarize.rollup import RollupPart
-from . import summarize as batch
-from .answer import AnswerStream
-from .progress import Progress
-from .sync import sync_folder
+
+# Everything else loads where it is used: `ragpipe status` and `ragpipe search` start in a
+# fraction of a second because they import no generator, answer, summary or torch code
+# (tests/test_imports.py).
+if TYPE_CHECKING:
+    from ..chunking import Chunker
+    from ..compose import Composition
+    from ..embedding import Embedder
+    from ..generation import Generator
+    from ..prompts import FittedPrompt
+    from ..summarize import DocumentSummary
+    from ..summarize.rollup import RollupPart
+    from . import summarize as batch
+    from .answer import AnswerStream
+    from .progress import Progress
 
 
 class Pipeline:
@@ -78,6 +76,8 @@ class Pipeline:
     def embedder(self) -> Embedder:
         """The configured embedder (model loads on first use)."""
         if self._embedder is None:
+            from ..embedding import SentenceTransformerEmbedder
+
             s = self.settings.embedder
             self._embedder = SentenceTransformerEmbedder(s.model, s.batch_size, s.max_tokens)
         return self._embedder
@@ -89,6 +89,8 @@ class Pipeline:
         s = self.settings.llm
         if s.backend == "openai":
             return s.model
+        from .. import models
+
         known = models.known(s.model)
         return known.filename if known is not None else Path(s.model).name
 
@@ -103,6 +105,8 @@ class Pipeline:
             self._generator = build_generator(self.settings)
         endpoint = self._generator.capabilities.endpoint
         if endpoint:
+            from ..privacy import check_destination
+
             p = self.settings.privacy
             recorded = self.store.meta().get("local_only") if self.store.exists() else None
             # An index synced before the setting existed counts as local_only.
@@ -116,6 +120,10 @@ class Pipeline:
         The answer model's card (models.model_card), or what its server reports, and the
         embedder's (embedding.embedder_card).
         """
+        from .. import models
+        from ..embedding import embedder_card
+        from ..generation.openai import OpenAIGenerator
+
         s = self.settings
         card: dict = {"backend": s.llm.backend, "n_ctx": s.llm.n_ctx,
                       "embedder": embedder_card(s.embedder.model)}
@@ -129,6 +137,8 @@ class Pipeline:
 
     def chunker(self) -> Chunker:
         """A chunker sized for the embedder's window."""
+        from ..chunking import Chunker
+
         s = self.settings.chunking
         e = self.embedder
         return Chunker(e.count_tokens, s.size, s.overlap, e.max_tokens)
@@ -138,6 +148,9 @@ class Pipeline:
 
         Built from settings only, so an unchanged folder syncs without loading any model.
         """
+        from ..chunking import chunk_settings_key
+        from ..ingest import READER_VERSION
+
         s = self.settings.chunking
         window = self.settings.embedder.max_tokens or "model"
         return f"reader={READER_VERSION};" + chunk_settings_key(s.size, s.overlap, window)
@@ -158,6 +171,8 @@ class Pipeline:
         folder, unless ``rebase`` re-points the index at it, or when it would delete too
         much of the index (ingest.max_delete_share), unless ``allow_deletes``.
         """
+        from .sync import sync_folder
+
         return sync_folder(self, folder, dry_run, progress, command, allow_deletes, rebase)
 
     ingest = sync
@@ -246,6 +261,8 @@ class Pipeline:
             raise InvalidArgument(f"k = {k}: ask for at least 1 passage")
         self.store.check_embedder(self.embedder.name)
         self.store.nprobe = r.nprobe
+        from ..retrieval import Retriever
+
         return Retriever(self.store, self.embedder, r).search(
             question, k, self.readable(where), mode, shape)
 
@@ -266,6 +283,9 @@ class Pipeline:
         over system prompt, the latest ``answer.history_turns`` of ``history``, passages and
         question; passages that do not fit are dropped whole, lowest ranked first.
         """
+        from ..followup import history_messages
+        from ..prompts import fit_prompt
+
         a = self.settings.answer
         _check_question(question, self.settings.answer.max_question_chars)
         if hits is None:
@@ -285,6 +305,11 @@ class Pipeline:
         ``where`` limits the passages to some files (a folder, a type, chosen documents),
         as in ``search``.
         """
+        from ..compose import merge_adjacent
+        from ..followup import standalone_query
+        from ..prompts import FittedPrompt
+        from .answer import AnswerStream
+
         t0 = time.monotonic()
         _check_question(question, self.settings.answer.max_question_chars)
         a = self.settings.answer
@@ -309,6 +334,10 @@ class Pipeline:
 
     def compose(self, question: str, passages: Sequence[Hit]) -> Composition:
         """The passages' units that answer ``question``, written out with citations."""
+        from ..compose import compose, idf_weights
+        from ..grounding import content_words
+        from ..retrieval import embed_query
+
         words = list(dict.fromkeys(content_words(question)))
         counts, n = self.store.term_counts(words)
         return compose(question, passages, self.embedder.embed,
@@ -317,6 +346,8 @@ class Pipeline:
 
     def question_coverage(self, question: str, passages: Sequence[Hit]) -> float:
         """The best passage's share of the question's words, weighted by their rarity here."""
+        from ..grounding import content_words, question_coverage
+
         words = list(dict.fromkeys(content_words(question)))
         counts, n = self.store.term_counts(words)
         return question_coverage(words, passages, counts, n)
@@ -343,6 +374,8 @@ class Pipeline:
         ./summaries/FOLDER) and reused while that key holds.
         """
         self.settings.check_summaries()
+        from . import summarize as batch
+
         return batch.run(self, folder, where, style, prompt, out, progress, note)
 
     def summaries(self, out: Path | None = None) -> dict[str, DocumentSummary]:
@@ -350,10 +383,14 @@ class Pipeline:
 
         Only documents the viewer may read.
         """
+        from . import summarize as batch
+
         return batch.summaries(self, out)
 
     def rollups(self, out: Path | None = None) -> list[RollupPart]:
         """The last run's overviews of which the viewer may read every source."""
+        from . import summarize as batch
+
         return batch.rollups(self, out)
 
     def summary_of(self, path: str, out: Path | None = None) -> DocumentSummary | None:
@@ -361,12 +398,16 @@ class Pipeline:
 
         None also when the viewer may not read the document.
         """
+        from . import summarize as batch
+
         return batch.summary_of(self, path, out)
 
     def summarize_document(self, path: str, out: Path | None = None
                            ) -> DocumentSummary:
         """Summarize one indexed document ("summarize this document"); cached when present."""
         self.settings.check_summaries()
+        from . import summarize as batch
+
         return batch.summarize_one(self, path, out)
 
     def current_summaries(self, out: Path | None = None) -> dict[str, DocumentSummary]:
@@ -376,6 +417,10 @@ class Pipeline:
 
 def build_generator(settings: Settings) -> Generator:
     """The answer model ``llm.backend`` names: the one place a backend is chosen."""
+    from .. import models
+    from ..generation import LlamaCppGenerator
+    from ..generation.openai import OpenAIGenerator
+
     s = settings.llm
     if s.backend == "openai":
         key = ""
