@@ -241,6 +241,13 @@ def _print_stats(stats, out=None) -> None:  # noqa: ANN001
             f"generation {stats.generation or 'unchanged'}",
             file=out,
         )
+        if stats.files_read and stats.seconds > 0:
+            print(
+                f"read {stats.files_read} files in {stats.seconds:.1f} s: "
+                f"{stats.files_read / stats.seconds:.1f} files/s, "
+                f"{stats.chunks_added / stats.seconds:.1f} chunks/s",
+                file=out,
+            )
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

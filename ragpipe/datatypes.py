@@ -196,6 +196,8 @@ class SyncStats:
     generation: int = 0
     dry_run: bool = False
     refused: tuple[str, ...] = ()  # dry run: why the real sync would stop before writing
+    files_read: int = 0  # files whose content was read, shared or failed (not unchanged)
+    seconds: float = 0.0  # wall-clock time of applying the plan
 
     @property
     def wrote(self) -> bool:

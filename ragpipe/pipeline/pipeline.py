@@ -52,6 +52,10 @@ class Pipeline:
     # work; each checkpoint rewrites the FAISS file, hence not too often.
     checkpoint_files = 1000
     checkpoint_seconds = 60.0
+    # A sync embeds this many chunks at a time (0: 4 x embedder.batch_size, at least 64),
+    # in a background thread while the next files are parsed (False: in line, in turn).
+    embed_batch_chunks = 0
+    overlap_embedding = True
 
     def __init__(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
 
 # (stage, done, total): ("files", files done, files to read), then after each file stored
@@ -19,6 +20,7 @@ class ProgressBar:
         stage: str = "files",
     ) -> None:
         self.total, self.done, self.n_chunks = total, 0, 0
+        self.started = time.monotonic()
         self.callback = callback
         self.stage = stage
         self._tqdm = None
@@ -28,10 +30,12 @@ class ProgressBar:
             self._tqdm = tqdm(total=total, unit=unit, desc=desc, file=sys.stderr)
 
     def update(self) -> None:
-        """One more file done."""
+        """One more file done (the bar shows files/s, chunks and chunks/s)."""
         self.done += 1
         if self._tqdm:
-            self._tqdm.set_postfix(chunks=self.n_chunks, refresh=False)
+            rate = self.n_chunks / max(time.monotonic() - self.started, 1e-9)
+            self._tqdm.set_postfix({"chunks": self.n_chunks, "chunks/s": f"{rate:.1f}"},
+                                   refresh=False)
             self._tqdm.update(1)
         if self.callback:
             self.callback(self.stage, self.done, self.total)

@@ -16,8 +16,11 @@ a plan that would delete too much of the index (``delete_refusal``) stops unless
 ``allow_deletes``: an unmounted share or a mistyped folder looks exactly like one whose
 files were all deleted. A dry run reports the same refusals in ``SyncStats.refused``.
 
-Applying parses in isolated worker processes (ingest.read_many) while the chunks of
-several files are embedded together here. A long sync publishes a checkpoint
+Applying parses in isolated worker processes (ingest.read_many), takes their results
+in plan order (so chunk ids do not depend on which worker finished first), and embeds
+the chunks of several files together in a background thread while the next files are
+parsed and chunked and the batch before is stored; the batch embedder (torch) starts
+loading before the first file is read. A long sync publishes a checkpoint
 generation every ``Pipeline.checkpoint_files`` files or ``checkpoint_seconds``
 (not while re-embedding: those vectors are published together at the end).
 """
@@ -25,6 +28,8 @@ generation every ``Pipeline.checkpoint_files`` files or ``checkpoint_seconds``
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +38,7 @@ from ..datatypes import Chunk, Document, FileReport, Outcome, SyncStats
 from ..errors import MassDelete, ReadError, RootMismatch, SyncRefused
 from ..ingest import FoundFile, read_many, walk
 from ..ingest.walk import special_kind
+from ..ingest.workers import Result
 from ..settings import Settings
 from ..store import Writer
 from ..store.vectors import sha256_file
@@ -271,6 +277,64 @@ def record_failure(
     )
 
 
+# Start loading the batch embedder early when this much is to be read (bytes): a few
+# small files are embedded by the NumPy runtime, which needs no torch (embedding.py).
+WARM_UP_BYTES = 32 * 1024
+
+# (file, new?, document, outcome, chunks)
+_Parsed = tuple[FoundFile, bool, Document, Outcome, list[Chunk]]
+
+
+def in_order(results: Iterable[Result], order: Sequence[str]) -> Iterator[Result]:
+    """``results`` (in completion order) in the order of ``order`` (their rel paths).
+
+    A result that arrives early waits for those before it; the workers keep parsing.
+    """
+    waiting: dict[str, Result] = {}
+    i = 0
+    for result in results:
+        waiting[result[0]] = result
+        while i < len(order) and order[i] in waiting:
+            yield waiting.pop(order[i])
+            i += 1
+    yield from waiting.values()  # none unless a result came for a path not asked for
+
+
+class _Embedding:
+    """One batch of chunks embedding at a time, in a thread (or inline, ``overlap=False``).
+
+    ``submit`` starts a batch and returns the previous one with its vectors, so batches
+    come back in the order they went in: the sequential and the overlapped paths store
+    the same chunks in the same order with the same vectors.
+    """
+
+    def __init__(self, embed: Callable[[list[str]], Any], overlap: bool) -> None:
+        self.embed = embed
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="embed") if overlap else None
+        self.running: tuple[Future, list[_Parsed]] | None = None
+
+    def submit(self, batch: list[_Parsed], texts: list[str]) -> tuple[list[_Parsed], Any] | None:
+        """Start embedding ``texts``; return the batch before it, with its vectors, if any."""
+        if self.pool is None:
+            return batch, self.embed(texts)
+        done = self.finish()
+        self.running = (self.pool.submit(self.embed, texts), batch)
+        return done
+
+    def finish(self) -> tuple[list[_Parsed], Any] | None:
+        """Wait for the running batch; return it with its vectors (None when none runs)."""
+        if self.running is None:
+            return None
+        future, batch = self.running
+        self.running = None
+        return batch, future.result()
+
+    def close(self) -> None:
+        """Stop the thread (after the running batch, whose result is dropped)."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def apply_plan(
     pipe: Pipeline,
     w: Writer,
@@ -281,9 +345,10 @@ def apply_plan(
     progress: Progress | None,
 ) -> SyncStats:
     """Carry out ``plan`` in ``w`` and publish; checkpoints on the way (see the module doc)."""
+    t0 = time.monotonic()
     embedder = pipe.embedder
     if plan.to_read or plan.reembed or "dim" not in w.previous_meta:
-        w.set_meta({"dim": str(embedder.dim)})  # loads the embedding model
+        w.set_meta({"dim": str(embedder.dim)})  # from the model's files, or by loading it
     chunker = pipe.chunker() if plan.to_read or plan.reembed else None
     failed: list[FileReport] = list(plan.skipped)
     added: list[str] = []
@@ -341,19 +406,21 @@ def apply_plan(
             step()
         else:
             to_parse[f.rel] = (f, is_new)
-    # Parsing runs in isolated worker processes, overlapping with embedding here.
-    # Chunks of several files are embedded together: tiny per-file batches waste the model.
-    pending: list[tuple[FoundFile, bool, Document, Outcome, list[Chunk]]] = []
-    flush_at = max(64, 4 * pipe.settings.embedder.batch_size)
+    if embedder_warm_up := getattr(embedder, "warm_up", None):
+        if sum(f.size for f, _ in to_parse.values()) >= WARM_UP_BYTES:
+            embedder_warm_up()  # torch loads while the first files are read and chunked
+    # Parsing runs in isolated worker processes; results are taken in plan order, so chunk
+    # ids do not depend on which worker finished first. Chunks of several files are
+    # embedded together (tiny per-file batches waste the model), in a background thread
+    # while the next files are parsed and chunked and the previous batch is stored.
+    pending: list[_Parsed] = []
+    flush_at = pipe.embed_batch_chunks or max(64, 4 * pipe.settings.embedder.batch_size)
+    embedding = _Embedding(embedder.embed, pipe.overlap_embedding)
 
-    def flush() -> None:
+    def store(batch: list[_Parsed], vectors: Any) -> None:
         nonlocal chunks_added
-        if not pending:
-            return  # nothing to embed: don't load the model
-        texts = [c.text for *_, chunks in pending for c in chunks]
-        vectors = embedder.embed(texts)
         start = 0
-        for f, is_new, doc, outcome, chunks in pending:
+        for f, is_new, doc, outcome, chunks in batch:
             vecs, start = vectors[start : start + len(chunks)], start + len(chunks)
             if not share(f, doc.sha256):  # the same bytes may come twice in one batch
                 store_document(w, f.rel, f.size, f.mtime_ns, doc, outcome, chunks, vecs,
@@ -362,27 +429,45 @@ def apply_plan(
                 bar.chunks(len(chunks))
             (added if is_new else changed).append(f.rel)
             step()
-        pending.clear()
 
-    results = read_many(((f.path, f.rel) for f, _ in to_parse.values()), pipe.settings.ingest)
-    for rel, doc, outcome, message in results:
-        f, is_new = to_parse[rel]
-        row = known.get(rel)
-        if doc is None:
-            record_failure(w, rel, row, f.size, f.mtime_ns, outcome, message)
-            failed.append(FileReport(rel, outcome, message))
-            bar.note(f"{rel}: {outcome.value}: {message}")
-            step()
-        elif share(f, doc.sha256):  # stored under the hash of the bytes actually read
-            (added if is_new else changed).append(rel)
-            step()
-        else:
-            assert chunker is not None
-            pending.append((f, is_new, doc, outcome, chunker.split(doc)))
-            if sum(len(p[4]) for p in pending) >= flush_at:
-                flush()
-    flush()
+    def flush() -> None:
+        if not pending:
+            return  # nothing to embed: don't load the model
+        done = embedding.submit(list(pending), [c.text for *_, chunks in pending for c in chunks])
+        pending.clear()
+        if done is not None:
+            store(*done)
+
+    files = [(f.path, f.rel) for f, _ in to_parse.values()]
+    results = in_order(read_many(iter(files), pipe.settings.ingest), [rel for _, rel in files])
+    try:
+        for rel, doc, outcome, message in results:
+            f, is_new = to_parse[rel]
+            row = known.get(rel)
+            if doc is None:
+                record_failure(w, rel, row, f.size, f.mtime_ns, outcome, message)
+                failed.append(FileReport(rel, outcome, message))
+                bar.note(f"{rel}: {outcome.value}: {message}")
+                step()
+            elif share(f, doc.sha256):  # stored under the hash of the bytes actually read
+                (added if is_new else changed).append(rel)
+                step()
+            else:
+                assert chunker is not None
+                pending.append((f, is_new, doc, outcome, chunker.split(doc)))
+                if sum(len(p[4]) for p in pending) >= flush_at:
+                    flush()
+        flush()
+        last = embedding.finish()
+        if last is not None:
+            store(*last)
+    finally:
+        embedding.close()
     bar.close()
+    # Reported in plan order, whichever batch stored a file.
+    position = {f.rel: i for i, (f, _, _) in enumerate(plan.to_read)}
+    added.sort(key=lambda rel: position.get(rel, -1))
+    changed.sort(key=lambda rel: position.get(rel, -1))
     for p in plan.deleted:
         w.remove_file(p)
     removed = w.collect()
@@ -400,4 +485,6 @@ def apply_plan(
         chunks_added=chunks_added,
         chunks_removed=removed,
         generation=generation,
+        files_read=len(plan.to_read),
+        seconds=time.monotonic() - t0,
     )
