@@ -407,3 +407,23 @@ def test_a_server_without_log_probabilities_leaves_the_judge_out_visibly(
         ans = pipe.ask(Q)
     assert ans.found and DEGRADED["judge"] in ans.degraded
     assert "judge" not in ans.signals and ans.support.confidence is None
+
+
+# ----- summaries through either backend ----------------------------------------------------------
+@pytest.mark.e2e
+def test_a_folder_is_summarized_through_either_backend(backend_llm, tmp_path, embedder):
+    """The batch summaries run on the generator contract alone: the server backend too."""
+    import json
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "travel.txt").write_text(PAGE + " Receipts are kept for 7 years.\n")
+    pipe = Pipeline(settings_for(tmp_path, **{"summarize.max_tokens": 96}), "t",
+                    embedder=embedder, generator=backend_llm)
+    run = pipe.summarize(folder, style="brief", out=tmp_path / "out")
+    assert run.ok and run.summarized == ("travel.txt",) and not run.failed
+    records = [json.loads(x) for x in (tmp_path / "out" / "summaries.jsonl").read_text()
+               .splitlines()]
+    assert len(records) == 1 and records[0]["summary"].strip()
+    assert records[0]["sentences"], "every summary sentence goes through the check"
+    assert (tmp_path / "out" / "docs" / "travel.txt.md").is_file()
