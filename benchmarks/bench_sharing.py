@@ -1,13 +1,17 @@
 """Sharing the machine: how long questions take while a batch summarize run works.
 
     python benchmarks/bench_sharing.py [--questions 3] [--nice 0,10,19] [--idle]
+        [--style extract]
 
 An "asker" process at normal priority stands for the web UI: it loads the pipeline on an
 index of corpus/ once, answers one question to warm up, then answers ``--questions``
 questions and reports the time to the first token and to the whole answer of each. It
 does so with no batch running (baseline), then while ``ragpipe summarize`` works on the
 workplace documents with each niceness in ``--nice`` (``--idle``: also with the batch
-under SCHED_IDLE). Default model for both: qwen2.5-coder-0.5b.
+under SCHED_IDLE). Default model for both: qwen2.5-coder-0.5b. The asker answers in the
+``extract`` style by default, so that every answer needs the model (a composed answer may
+need none, and would not show the contention). The batch is started in a session of its
+own, as one started from another terminal or a timer would be.
 """
 
 from __future__ import annotations
@@ -38,13 +42,14 @@ def env() -> dict[str, str]:
             "TRANSFORMERS_OFFLINE": "1", "RAGPIPE_PATHS_MODELS": str(ROOT / "models")}
 
 
-def asker(indexes: str, n: int) -> None:
+def asker(indexes: str, n: int, style: str) -> None:
     """The asker process (see the module docstring); prints one JSON line of timings."""
     sys.path.insert(0, str(ROOT))
     from ragpipe.pipeline import Pipeline
     from ragpipe.settings import load_settings
 
-    pipe = Pipeline(load_settings(overrides={"paths.indexes": Path(indexes)}, environ={}))
+    pipe = Pipeline(load_settings(overrides={"paths.indexes": Path(indexes),
+                                             "answer.style": style}, environ={}))
     pipe.ask(QUESTIONS[-1])  # loads both models
     print("ready", flush=True)
     sys.stdin.readline()
@@ -59,8 +64,9 @@ def asker(indexes: str, n: int) -> None:
     print(json.dumps(out), flush=True)
 
 
-def measure(indexes: Path, n: int, batch: list[str] | None, idle: bool) -> list[dict]:
-    ask = subprocess.Popen([sys.executable, __file__, "--asker", str(indexes), str(n)],
+def measure(indexes: Path, n: int, batch: list[str] | None, idle: bool,
+            style: str) -> list[dict]:
+    ask = subprocess.Popen([sys.executable, __file__, "--asker", str(indexes), str(n), style],
                            env=env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert ask.stdout is not None and ask.stdin is not None
     while ask.stdout.readline().strip() != "ready":
@@ -85,13 +91,14 @@ def measure(indexes: Path, n: int, batch: list[str] | None, idle: bool) -> list[
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--asker", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--asker", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--questions", type=int, default=3)
     ap.add_argument("--nice", default="0,10,19")
     ap.add_argument("--idle", action="store_true", help="also the batch under SCHED_IDLE")
+    ap.add_argument("--style", default="extract", help="the asker's answer style")
     args = ap.parse_args()
     if args.asker:
-        asker(args.asker[0], int(args.asker[1]))
+        asker(args.asker[0], int(args.asker[1]), args.asker[2])
         return
     tmp = Path(tempfile.mkdtemp(prefix="bench-sharing-"))
     indexes = tmp / "indexes"
@@ -111,7 +118,7 @@ def main() -> None:
     print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
     print(f"{'case':<20} {'first token s (median, max)':>28} {'answer s (median, max)':>24}")
     for name, cmd, idle in cases:
-        r = measure(indexes, args.questions, cmd, idle)
+        r = measure(indexes, args.questions, cmd, idle, args.style)
         f = [x["first"] or x["total"] for x in r]
         t = [x["total"] for x in r]
         print(f"{name:<20} {statistics.median(f):>18.1f} {max(f):>9.1f} "

@@ -18,7 +18,6 @@ they can appear in settings (access folders) without quoting or case surprises.
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 import sqlite3
 import time
@@ -28,10 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import appstate
-from .access import Viewer
+from .access import NAME, Viewer
 from .errors import RagpipeError
 
-NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024  # Argon2 takes any length; this only bounds the work per attempt
 SESSION_IDLE_S = 8 * 3600

@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="filter inside the search: path=PREFIX, type=pdf, "
                              "modified>=2024-01-01 (also >, <, <=, =); repeatable, paths and "
                              "types match any")
+        sp.add_argument("--user", dest="as_user", metavar="NAME",
+                        help="search only what the web app's user NAME may read "
+                             "(access.folders; default: everything, as an admin)")
 
     sp = with_index(sub.add_parser("search", help="show the passages that match a question"))
     sp.add_argument("question")
@@ -194,9 +197,25 @@ def _settings(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _pipeline(args: argparse.Namespace):  # noqa: ANN202
+    """The Pipeline of a command, for ``--user NAME`` when given.
+
+    The command line is the server operator's, who can read the index's files anyway:
+    without ``--user`` it works as an admin (access.LOCAL_USER) and sees everything.
+    """
     from .pipeline import Pipeline
 
-    return Pipeline(_settings(args), index=args.index)
+    settings = _settings(args)
+    name = getattr(args, "as_user", None)
+    if not name:
+        return Pipeline(settings, index=args.index)
+    from . import accounts
+    from .errors import InvalidArgument
+
+    viewer = accounts.for_indexes(settings.paths.indexes).viewer(name)
+    if viewer is None:
+        raise InvalidArgument(f"--user {name}: no such account (`ragpipe users list` shows "
+                              "them)")
+    return Pipeline(settings, index=args.index, viewer=viewer)
 
 
 def _print_stats(stats, out=None) -> None:  # noqa: ANN001
@@ -581,7 +600,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_summarize(args: argparse.Namespace) -> int:
     """Summarize; exit 1 only when no document could be summarized."""
     from .pipeline import Pipeline
-    from .pipeline.summarize import lower_priority
+    from .pipeline.summarize import lower_priority, run_in_own_session
 
     if args.folder is not None and args.index is not None:
         print("ragpipe: error: give a FOLDER or --index NAME, not both", file=sys.stderr)
@@ -589,8 +608,12 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     if args.model:
         args.set.append(f"llm.model={args.model}")
     settings = _settings(args)
-    pipe = Pipeline(settings, index=args.index or "default")
     # The batch yields the CPU to questions asked meanwhile (README: Batch summaries).
+    if settings.summarize.nice > 0:
+        code = run_in_own_session()
+        if code is not None:  # this is the parent: the child in its own session ran it
+            return code
+    pipe = Pipeline(settings, index=args.index or "default")
     lower_priority(settings.summarize.nice)
     run = pipe.summarize(args.folder, _parse_where(args.where), args.style, args.prompt,
                          args.out)
@@ -744,6 +767,30 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ragpipe` command."""
+    def batch_child() -> bool:  # read late: set by run_in_own_session during the command
+        return getattr(sys.modules.get("ragpipe.pipeline.summarize"), "BATCH_CHILD", False)
+
+    try:
+        code = _main(argv)
+    except SystemExit as exc:
+        if not batch_child():
+            raise
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        if not batch_child():
+            raise
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    if batch_child():  # a batch's own session (run_in_own_session): it ends here, not in a caller
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     import sqlite3
 
     from .errors import RagpipeError

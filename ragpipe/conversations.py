@@ -6,6 +6,11 @@ changes another's conversations. An answer is stored with what is needed to show
 again exactly (its sources, citations and support) and to learn from it (model,
 settings, scope). Deleting a conversation deletes its messages, and with them its
 questions from the usage figures; feedback keeps its own copy (feedback.py).
+
+Reading a conversation back takes what its owner may read now (``readable``: a test on
+a document's path, Pipeline.can_read): an answer that rests on a document they may no
+longer read is shown as withheld, without its text or sources, and left out of the
+history a follow-up question sends to the model (``visible``).
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ import json
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +31,8 @@ from .datatypes import Answer, Citation, Hit
 from .errors import InvalidArgument
 
 TITLE_CHARS = 60
+WITHHELD = ("This answer is hidden: it rests on documents you may no longer read "
+            "(their permissions changed).")
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,24 @@ def title_for(question: str) -> str:
     """A conversation's title from its first question: one line, at most TITLE_CHARS."""
     flat = " ".join(question.split())
     return flat if len(flat) <= TITLE_CHARS else flat[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+def visible(m: Message, readable: Callable[[str], bool] | None) -> Message:
+    """``m`` as someone who may read the paths ``readable`` accepts may see it.
+
+    Each source names only readable files; an answer with a source none of whose files
+    is readable is withheld whole (text, sources, citations): its text came from it.
+    ``readable`` None shows everything.
+    """
+    if readable is None or m.role != "assistant" or m.found is None:
+        return m
+    sources = []
+    for h in m.detail.get("sources", ()):
+        paths = [p for p in (h["source"], *h.get("also_in", ())) if readable(p)]
+        if not paths:
+            return replace(m, content=WITHHELD, found=None, detail={"withheld": True})
+        sources.append({**h, "source": paths[0], "also_in": paths[1:]})
+    return replace(m, detail={**m.detail, "sources": sources})
 
 
 def answer_detail(answer: Answer, shown: tuple[Hit, ...], **extra: Any) -> dict[str, Any]:
@@ -215,24 +241,31 @@ class Conversations:
         """Record a question that failed, with its one-line reason (left out of history)."""
         return self._add(owner, cid, ("assistant", message, question, None, "{}"))
 
-    def messages(self, owner: str, cid: str) -> list[Message]:
-        """The conversation's turns, oldest first ([] for another owner's)."""
+    def messages(self, owner: str, cid: str,
+                 readable: Callable[[str], bool] | None = None) -> list[Message]:
+        """The conversation's turns, oldest first ([] for another owner's).
+
+        With ``readable``, each answer as ``visible`` shows it.
+        """
         with self._conn() as conn:
             rows = conn.execute(
                 "SELECT m.id, m.role, m.content, m.found, m.detail, m.question FROM messages m "
                 "JOIN conversations c ON c.id = m.conversation WHERE c.id = ? AND c.owner = ? "
                 "ORDER BY m.id", (cid, owner)).fetchall()
-        return [Message(i, role, content, None if found is None else bool(found),
-                        json.loads(detail), question)
+        return [visible(Message(i, role, content, None if found is None else bool(found),
+                                json.loads(detail), question), readable)
                 for i, role, content, found, detail, question in rows]
 
-    def history(self, owner: str, cid: str, before: int | None = None) -> list[dict[str, str]]:
+    def history(self, owner: str, cid: str, before: int | None = None,
+                readable: Callable[[str], bool] | None = None) -> list[dict[str, str]]:
         """The chat so far as ``{"role", "content"}`` dicts for a follow-up question.
 
         Only turns older than message ``before`` when given. Failed questions and their
-        error lines are left out: they are not conversation.
+        error lines are left out: they are not conversation; so are answers ``readable``
+        withholds, with their questions.
         """
-        turns = [m for m in self.messages(owner, cid) if before is None or m.id < before]
+        turns = [m for m in self.messages(owner, cid, readable)
+                 if before is None or m.id < before]
         out: list[dict[str, str]] = []
         for i, m in enumerate(turns):
             nxt = turns[i + 1] if i + 1 < len(turns) else None
@@ -245,15 +278,16 @@ class Conversations:
             out.append({"role": m.role, "content": m.content})
         return out
 
-    def markdown(self, owner: str, cid: str) -> str:
-        """The conversation as Markdown, each answer followed by its sources."""
+    def markdown(self, owner: str, cid: str,
+                 readable: Callable[[str], bool] | None = None) -> str:
+        """The conversation as Markdown, each answer followed by its sources (``visible``)."""
         conv = self.get(owner, cid)
         if conv is None:
             return ""
         lines = [f"# {conv.title}", "",
                  f"Index: {conv.index} · {datetime.fromtimestamp(conv.created):%Y-%m-%d %H:%M}",
                  ""]
-        for m in self.messages(owner, cid):
+        for m in self.messages(owner, cid, readable):
             if m.role == "user":
                 lines += [f"**Question:** {m.content}", ""]
                 continue

@@ -13,11 +13,14 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from .errors import ModelNotFound
+
+if TYPE_CHECKING:
+    from .bert import BertEncoder
 
 MINILM = "minilm"
 
@@ -76,14 +79,49 @@ def resolve_model_path(model: str) -> Path:
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model loaded from a local folder (no hub access)."""
+    """A sentence-transformers model from a local folder (no hub access), two runtimes.
+
+    Queries and small batches (up to ``numpy_max_batch`` texts) run the NumPy encoder
+    of ``bert.py`` when the model is one it computes (a BERT with mean pooling, as the
+    shipped MiniLM): no torch import, so a cold ``ragpipe search`` starts in well under a
+    second. Larger batches (ingest) run sentence-transformers on torch, faster per text
+    on this scale of work; its import is started in the background by ``warm_up``.
+    Both compute the same float32 function (tests/test_bert.py), so an index records
+    one embedder name whichever runtime made a vector. Token counting, the window and
+    the dimension come from the model's files (``tokenizers``), without either runtime.
+    """
+
+    # Up to this many texts go through the NumPy encoder (when the model allows).
+    numpy_max_batch = 16
 
     def __init__(self, model: str = MINILM, batch_size: int = 32, max_tokens: int = 0) -> None:
         self.model_spec = model
         self.batch_size = batch_size
         self._max_tokens_setting = max_tokens
+        self._path: Path | None = None
         self._model = None
+        self._numpy: BertEncoder | None = None
+        self._numpy_ok: bool | None = None
+        self._counter: Any = None  # tokenizers.Tokenizer without truncation
+        self._truncating: Any = None  # ... and with the model's
+        self._window: int | None = None
         self._lock = threading.Lock()
+        self._warming: threading.Thread | None = None
+
+    # ----- the model folder and its files ------------------------------------------------
+    @property
+    def path(self) -> Path:
+        """The model's folder (ModelNotFound when it is missing)."""
+        if self._path is None:
+            self._path = resolve_model_path(self.model_spec)
+        return self._path
+
+    def _uses_numpy(self) -> bool:
+        if self._numpy_ok is None:
+            from . import bert
+
+            self._numpy_ok = bert.supported(self.path)
+        return self._numpy_ok
 
     def _load(self):  # noqa: ANN202 - returns a SentenceTransformer
         if self._model is None:
@@ -91,7 +129,7 @@ class SentenceTransformerEmbedder:
                 if self._model is None:
                     os.environ.setdefault("HF_HUB_OFFLINE", "1")
                     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                    path = resolve_model_path(self.model_spec)
+                    path = self.path
                     import transformers
                     from sentence_transformers import SentenceTransformer
 
@@ -112,6 +150,46 @@ class SentenceTransformerEmbedder:
                     self._model = model
         return self._model
 
+    def _encoder(self) -> BertEncoder:
+        if self._numpy is None:
+            with self._lock:
+                if self._numpy is None:
+                    from .bert import BertEncoder
+
+                    self._numpy = BertEncoder(self.path, self._seq_length())
+        return self._numpy
+
+    def warm_up(self) -> None:
+        """Start loading the batch runtime (sentence-transformers) in a background thread.
+
+        A sync calls it before parsing, so torch's import overlaps reading the first
+        files; ``embed`` waits for it. Errors surface on first use, not here.
+        """
+        if self._model is not None or self._warming is not None:
+            return
+
+        def load() -> None:
+            try:
+                self._load()
+            except Exception:  # noqa: BLE001 - reported by the first embed() instead
+                pass
+
+        self._warming = threading.Thread(target=load, name="embedder-load", daemon=True)
+        self._warming.start()
+
+    def _seq_length(self) -> int:
+        """The model's window in tokens, special tokens included (settings first)."""
+        if self._window is None:
+            if self._max_tokens_setting:
+                self._window = self._max_tokens_setting
+            else:
+                st = _json(self.path / "sentence_bert_config.json").get("max_seq_length")
+                if st:
+                    self._window = int(st)
+                else:  # as sentence-transformers decides without the setting
+                    self._window = int(self._load().max_seq_length)
+        return self._window
+
     @property
     def name(self) -> str:
         """The model's name, known without loading it (recorded in and checked against indexes)."""
@@ -121,7 +199,10 @@ class SentenceTransformerEmbedder:
 
     @property
     def dim(self) -> int:
-        """Vector dimension."""
+        """Vector dimension (from the model's configuration files when they say)."""
+        dim = _card_dim(self.path)
+        if dim:
+            return dim
         model = self._load()
         get_dim = (
             getattr(model, "get_embedding_dimension", None)
@@ -132,36 +213,94 @@ class SentenceTransformerEmbedder:
     @property
     def max_tokens(self) -> int:
         """Window minus the [CLS]/[SEP] tokens the model adds."""
-        return int(self._load().max_seq_length) - 2
+        return self._seq_length() - 2
 
     def count_tokens(self, text: str) -> int:
         """Word pieces of ``text`` without special tokens."""
-        tok = self._load().tokenizer
-        return len(tok(text, add_special_tokens=False, truncation=False)["input_ids"])
+        if self._counter is None:
+            if (self.path / "tokenizer.json").is_file():
+                from .bert import load_tokenizer
 
+                self._counter = load_tokenizer(self.path)
+            else:
+                tok = self._load().tokenizer
+                return len(tok(text, add_special_tokens=False, truncation=False)["input_ids"])
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
+
+    # ----- vectors ---------------------------------------------------------------------------
     def embed(
         self, texts: Sequence[str], progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
-        """Embed in batches, calling ``progress(n_done_in_batch)`` after each batch."""
+        """Embed in batches, calling ``progress(n_done_in_batch)`` after each batch.
+
+        Each batch holds texts of similar length (sorted by length, results put back in
+        order), so little of the model's work goes to padding.
+        """
+        if len(texts) <= self.numpy_max_batch and self._uses_numpy():
+            out = self._encoder_vectors(texts)
+            if progress and len(texts):
+                progress(len(texts))
+            return out
+        if self._warming is not None:
+            self._warming.join()
         model = self._load()
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
         for i in range(0, len(texts), self.batch_size):
-            batch = list(texts[i : i + self.batch_size])
+            rows = order[i : i + self.batch_size]
             vecs = model.encode(
-                batch,
+                [texts[j] for j in rows],
                 batch_size=self.batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-            out[i : i + len(batch)] = vecs
+            out[rows] = vecs
             if progress:
-                progress(len(batch))
+                progress(len(rows))
         return out
+
+    def _encoder_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors from the NumPy encoder, with one BLAS thread.
+
+        One short text gains nothing from threads, and on a busy machine OpenBLAS's
+        threads spin waiting on each other (a query took 0.4-1.7 s with two threads on
+        two loaded cores, 30 ms with one).
+        """
+        from threadpoolctl import threadpool_limits
+
+        from .bert import load_tokenizer
+
+        encoder = self._encoder()
+        if self._truncating is None:
+            self._truncating = load_tokenizer(self.path, encoder.max_seq_length)
+        ids = [e.ids for e in self._truncating.encode_batch(list(texts))]
+        with threadpool_limits(1, user_api="blas"):
+            return encoder.encode(ids)
 
     def embed_query(self, text: str) -> np.ndarray:
         """One normalized query vector."""
         return self.embed([text])[0]
+
+
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except ValueError:
+        return {}
+
+
+def _card_dim(path: Path) -> int | None:
+    """The vector dimension a sentence-transformers folder's module configs declare."""
+    modules = json.loads((path / "modules.json").read_text()) if (
+        path / "modules.json").is_file() else []
+    dim = None
+    for m in modules:  # the last module that sets the dimension decides
+        if m.get("type", "").endswith("Pooling"):
+            dim = _json(path / m["path"] / "config.json").get("word_embedding_dimension", dim)
+        elif m.get("type", "").endswith("Dense"):
+            dim = _json(path / m["path"] / "config.json").get("out_features", dim)
+    return int(dim) if dim else None
 
 
 def embedder_card(model: str = MINILM) -> dict[str, Any]:
@@ -172,19 +311,7 @@ def embedder_card(model: str = MINILM) -> dict[str, Any]:
     no model is loaded.
     """
     path = resolve_model_path(model)
-
-    def config(rel: str) -> dict:
-        f = path / rel
-        return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
-
-    modules = json.loads((path / "modules.json").read_text()) if (
-        path / "modules.json").is_file() else []
-    dim = None
-    for m in modules:  # the last module that sets the dimension decides
-        if m.get("type", "").endswith("Pooling"):
-            dim = config(f"{m['path']}/config.json").get("word_embedding_dimension", dim)
-        elif m.get("type", "").endswith("Dense"):
-            dim = config(f"{m['path']}/config.json").get("out_features", dim)
+    dim = _card_dim(path)
     readme = path / "README.md"
     front = readme.read_text(encoding="utf-8", errors="replace")[:2000] if readme.is_file() else ""
     licence = re.search(r"^license:\s*(\S+)", front, re.M)
@@ -192,6 +319,6 @@ def embedder_card(model: str = MINILM) -> dict[str, Any]:
         "name": SentenceTransformerEmbedder(model).name,
         "path": str(path),
         "dim": dim,
-        "window": config("sentence_bert_config.json").get("max_seq_length"),
+        "window": _json(path / "sentence_bert_config.json").get("max_seq_length"),
         "licence": licence.group(1) if licence else "",
     }

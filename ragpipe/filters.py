@@ -1,11 +1,15 @@
 """Filters inside the search: which files a search may return (``--where``).
 
 A Filter becomes an id selector inside FAISS and an SQL condition inside FTS5
-(retrieval.Retriever), so a filtered query returns k hits when k exist.
+(retrieval.Retriever), so a filtered query returns k hits when k exist. Besides what the
+question is asked of (folders, types, dates, chosen documents), a Filter carries what the
+person asking may read (``within``: areas of the folder, from access.py), and a file
+must pass both.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -13,6 +17,47 @@ from datetime import date, datetime
 from typing import Any
 
 from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Area:
+    """The paths at or under ``folder`` ("" is every path), except those at or under ``holes``.
+
+    Matching is by whole path parts, exactly (case included): area "hr" holds "hr" and
+    "hr/pay.xlsx", not "hrm/x.txt".
+    """
+
+    folder: str
+    holes: tuple[str, ...] = ()
+
+    def matches(self, path: str) -> bool:
+        """True when ``path`` is inside the area."""
+        return under(path, self.folder) and not any(under(path, h) for h in self.holes)
+
+    def sql(self) -> tuple[str, list]:
+        """The same test as an SQL condition on ``files f``."""
+        conds, args = [], []
+        if self.folder:
+            conds.append(_under_sql())
+            args += _under_args(self.folder)
+        for h in self.holes:
+            conds.append(f"NOT {_under_sql()}")
+            args += _under_args(h)
+        return "(" + (" AND ".join(conds) or "1") + ")", args
+
+
+def under(path: str, folder: str) -> bool:
+    """True when ``path`` is ``folder`` or inside it (whole parts; "" holds every path)."""
+    return not folder or path == folder or path.startswith(folder + "/")
+
+
+def _under_sql() -> str:
+    # substr counts characters as Python's len does: exact, unlike a range bound
+    return "(f.path = ? OR substr(f.path, 1, ?) = ?)"
+
+
+def _under_args(folder: str) -> list:
+    return [folder, len(folder) + 1, folder + "/"]
 
 
 @dataclass(frozen=True)
@@ -29,13 +74,22 @@ class Filter:
     modified_from: int | None = None
     modified_to: int | None = None
     files: tuple[str, ...] = ()  # exact paths: documents chosen one by one
+    # What the asker may read: each entry is a set of areas and a file must lie in one area
+    # of every entry (an entry with no areas lets nothing through); () restricts nothing.
+    within: tuple[tuple[Area, ...], ...] = ()
 
     @property
     def empty(self) -> bool:
         """True when the filter lets everything through."""
-        return not (self.paths or self.kinds or self.files) and self.modified_from is None and (
-            self.modified_to is None
+        return not (self.paths or self.kinds or self.files or self.within) and (
+            self.modified_from is None and self.modified_to is None
         )
+
+    def restricted(self, areas: tuple[Area, ...] | None) -> Filter:
+        """The filter narrowed to the files inside one of ``areas`` (None: not narrowed)."""
+        if areas is None:
+            return self
+        return dataclasses.replace(self, within=(*self.within, tuple(areas)))
 
     def sql(self) -> tuple[str, list]:
         """An SQL condition on ``files f`` and its arguments.
@@ -65,17 +119,31 @@ class Filter:
         if self.modified_to is not None:
             conds.append("f.mtime_ns < ?")
             args.append(int(self.modified_to))
+        for areas in self.within:
+            parts = [a.sql() for a in areas]
+            conds.append("(" + (" OR ".join(c for c, _ in parts) or "0") + ")")
+            args += [x for _, a in parts for x in a]
         return (" AND ".join(conds) or "1"), args
 
     def matches(self, path: str, kind: str | None, mtime_ns: int) -> bool:
         """The same test as ``sql`` on one file; ``kind`` None (not read yet) passes it."""
-        if [p for p in self.paths if p] and not any(path.startswith(p) for p in self.paths if p):
+        if not self.readable(path):
+            return False
+        exact = [p for p in self.files if p]
+        prefixes = [p for p in self.paths if p]
+        if (prefixes or exact) and not (
+            path in exact or any(path.startswith(p) for p in prefixes)
+        ):
             return False
         if kind is not None and [k for k in self.kinds if k] and kind not in self.kinds:
             return False
         if self.modified_from is not None and mtime_ns < self.modified_from:
             return False
         return self.modified_to is None or mtime_ns < self.modified_to
+
+    def readable(self, path: str) -> bool:
+        """True when ``path`` lies inside the ``within`` areas (the access part alone)."""
+        return all(any(a.matches(path) for a in areas) for areas in self.within)
 
     @classmethod
     def of(cls, where: Filter | Mapping[str, Any] | None) -> Filter | None:

@@ -22,7 +22,10 @@ nDCG@10 on SciFact. Convex fusion beat reciprocal rank fusion (``rrf``) by
 0.015 (SciFact) and 0.036 (SQuAD) nDCG@10: scores carry more than ranks here.
 
 Filters (filters.py) are applied inside both searches (an id selector in FAISS, an SQL
-condition in FTS5), so a filtered query returns k hits when k exist.
+condition in FTS5), so a filtered query returns k hits when k exist. The same filter
+carries document permissions (access.py), and a hit names only the files it lets
+through. Keyword statistics are the whole index's: FTS5's BM25 weighs a term by its
+document frequency over every chunk, readable or not (README: Security).
 
 Shaping: near-duplicate chunks (word-trigram Jaccard >= ``dedup``) collapse
 into the better one (its ``also_in`` names the other's file); ``neighbours``
@@ -290,16 +293,17 @@ class Retriever:
                     raise ConfigError(
                         f"retrieval.fusion {cfg.fusion!r}: use one of {', '.join(FUSIONS)}"
                     )
+            # A hit names only the files that pass the filter (the same text may be in others).
             if not shape:
-                return self.store.hits_in(conn, ranked[:k])
+                return self.store.hits_in(conn, ranked[:k], cond)
             # Fetch a margin beyond k so that collapsing duplicates still leaves k.
-            hits = self.store.hits_in(conn, ranked[: 2 * k + 8])
+            hits = self.store.hits_in(conn, ranked[: 2 * k + 8], cond)
             hits = collapse_duplicates(hits, cfg.dedup)[:k]
             if cfg.min_score > 0:
                 floor_of = cosine if mode != "bm25" else dict(keyword)
                 hits = [h for h in hits if floor_of.get(h.chunk_id, 0.0) >= cfg.min_score]
             if cfg.neighbours > 0 and hits:
-                hits = self._with_neighbours(conn, hits, cfg.neighbours)
+                hits = self._with_neighbours(conn, hits, cfg.neighbours, cond)
             return hits
 
     def _prune(self, conn: Any, terms: list[str]) -> list[str]:
@@ -316,7 +320,8 @@ class Retriever:
         common = self.store.common_terms(conn, terms, max_df)
         return [t for t in terms if t not in common] or terms
 
-    def _with_neighbours(self, conn: Any, hits: list[Hit], n: int) -> list[Hit]:
+    def _with_neighbours(self, conn: Any, hits: list[Hit], n: int,
+                         cond: tuple[str, list] | None = None) -> list[Hit]:
         """Each hit with up to ``n`` adjacent chunks of its document around it (document order).
 
         A neighbour carries its hit's score; chunks already shown are not repeated.
@@ -324,7 +329,8 @@ class Retriever:
         near = self.store.neighbour_ids(conn, [h.chunk_id for h in hits], n)
         wanted = {oid for pairs in near.values() for _, oid in pairs}
         shown = {h.chunk_id for h in hits}
-        extra = {h.chunk_id: h for h in self.store.hits_in(conn, [(i, 0.0) for i in wanted])}
+        extra = {h.chunk_id: h
+                 for h in self.store.hits_in(conn, [(i, 0.0) for i in wanted], cond)}
         out: list[Hit] = []
         for h in hits:
             before = [o for off, o in near[h.chunk_id] if off < 0]

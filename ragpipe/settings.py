@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .access import folder_rules
 from .errors import ConfigError
 from .privacy import is_trusted_entry
 
@@ -187,6 +188,19 @@ class ServerSettings:
 
 
 @dataclass
+class AccessSettings:
+    """Which groups may read which folders of an index (access.py; README: Document permissions).
+
+    ``folders`` maps a path relative to the index's source folder ("hr/", "/" for all of
+    it) to the groups that may read it ("everyone": every signed-in user). The most
+    specific entry holding a document decides; a document no entry holds is for admins
+    only. Without accounts (the single local user) everything is readable.
+    """
+
+    folders: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass
 class Settings:
     """All of ragpipe's settings."""
 
@@ -200,6 +214,7 @@ class Settings:
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     summarize: SummarizeSettings = field(default_factory=SummarizeSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
 
     def check(self) -> None:
         """Raise ConfigError, naming the setting and what it takes, for a value that means nothing.
@@ -227,6 +242,8 @@ class Settings:
             obj = getattr(self, part.name)
             for name, typ in typing.get_type_hints(type(obj)).items():
                 _check_choice(getattr(obj, name), typ, f"{part.name}.{name}")
+        # set in code, a mapping is checked (and normalized) here as when it is read
+        self.access.folders = folder_rules(self.access.folders)
 
     def check_summaries(self) -> None:
         """Raise ConfigError when the window cannot hold a summary's reduce step.
@@ -303,6 +320,10 @@ _RULES: tuple[tuple[str, typing.Callable[[Any], bool], str], ...] = (
 )
 
 
+# Settings whose value is a table, with the function that checks and normalizes it.
+_CONVERT: dict[str, typing.Callable[[Any], Any]] = {"access.folders": folder_rules}
+
+
 def _check_choice(value: Any, typ: Any, key: str) -> None:
     """Raise ConfigError when a choice setting (a Literal type) holds another value."""
     if typing.get_origin(typ) is Literal and value not in typing.get_args(typ):
@@ -336,6 +357,14 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
             return tuple(str(v) for v in value)
+        if origin is dict:
+            if isinstance(value, str):  # environment, --set: a TOML inline table
+                try:
+                    value = tomllib.loads(f"v = {value}")["v"]
+                except tomllib.TOMLDecodeError as exc:
+                    raise ValueError(f"not a TOML table such as {{ \"hr/\" = [\"hr\"] }}: "
+                                     f"{exc}") from None
+            return _CONVERT[key](value) if key in _CONVERT else dict(value)
         if origin in (typing.Union, types.UnionType):
             return value
     except (TypeError, ValueError) as exc:
@@ -395,7 +424,10 @@ def load_settings(
             if not isinstance(values, dict):
                 raise ConfigError(f"{path}: [{section}] must be a table")
             for name, value in values.items():
-                _apply(settings, f"{section}.{name}", value)
+                try:
+                    _apply(settings, f"{section}.{name}", value)
+                except ConfigError as exc:  # say which file holds the bad line
+                    raise ConfigError(f"{path}: {exc}") from None
     for key, value in _env_overrides(environ).items():
         _apply(settings, key, value)
     for key, value in (overrides or {}).items():

@@ -206,6 +206,74 @@ def test_the_batch_lowers_its_own_priority_only(tmp_path):
     assert os.nice(0) == before  # the calling process (a UI) keeps its priority
 
 
+def _autogroups() -> bool:
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+CHILD = """
+import os, sys, time
+from ragpipe.pipeline.summarize import lower_priority, run_in_own_session
+code = run_in_own_session()
+if code is not None:
+    print("parent", code, flush=True)
+    sys.exit(0)
+print("child", os.getsid(0) == os.getpid(), lower_priority(5),
+      open("/proc/self/autogroup").read().split()[-1], flush=True)
+if sys.argv[1] == "wait":
+    time.sleep(60)
+os._exit(3)
+"""
+
+
+@pytest.mark.skipif(not _autogroups(), reason="the kernel does not group by session")
+def test_a_batch_runs_in_a_session_of_its_own_ranked_low(tmp_path):
+    """With autogroups a niceness ranks only within a session: the batch leads its own."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    before = os.nice(0)
+    out = subprocess.run([sys.executable, "-c", CHILD, "go"], capture_output=True, text=True,
+                         env=env, timeout=60).stdout.split("\n")
+    child = next(line for line in out if line.startswith("child")).split()
+    assert child[1] == "True" and int(child[2]) == min(19, before + 5)
+    assert int(child[3]) == int(child[2])  # the session's group is ranked as low
+    assert "parent 3" in out  # the child's exit code comes back through the parent
+    assert os.nice(0) == before
+
+
+@pytest.mark.skipif(not _autogroups(), reason="the kernel does not group by session")
+def test_killing_the_batch_parent_kills_its_session_child(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, "wait"], stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("child")
+    kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    assert len(kids) == 1
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{kids[0]}").exists() and time.monotonic() < deadline:
+        try:
+            os.waitpid(int(kids[0]), os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    stat = Path(f"/proc/{kids[0]}/stat")
+    assert not stat.exists() or stat.read_text().split(")")[1].split()[0] == "Z"
+
+
 def test_index_page_links_citations_and_lists_failures():
     from ragpipe.summarize.output import index_markdown
     from ragpipe.summarize.rollup import RollupPart

@@ -23,6 +23,7 @@ KEY = "session_token"
 def gate(settings: Settings) -> Viewer:
     """The signed-in Viewer, or the sign-in form and a stop of the page run."""
     accts = accounts.for_indexes(settings.paths.indexes)
+    st.session_state.pop("viewer", None)  # set again below only for a live session
     if not accts.any():
         st.session_state.pop(KEY, None)
         st.sidebar.caption("Single local user: no accounts exist, so there is no sign-in. "

@@ -16,17 +16,19 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import streamlit as st  # noqa: E402
 
-from ragpipe import appstate  # noqa: E402
+from ragpipe import accounts, appstate  # noqa: E402
 from ragpipe.access import LOCAL_USER, Viewer  # noqa: E402
 from ragpipe.audit import Audit  # noqa: E402
 from ragpipe.conversations import Conversations, new_owner, valid_owner  # noqa: E402
 from ragpipe.embedding import SentenceTransformerEmbedder  # noqa: E402
 from ragpipe.errors import RagpipeError  # noqa: E402
 from ragpipe.feedback import Feedback  # noqa: E402
+from ragpipe.generation import Generator  # noqa: E402
 from ragpipe.jobs import SyncJobs  # noqa: E402
 from ragpipe.pipeline import Pipeline, build_generator  # noqa: E402
 from ragpipe.queueing import TurnQueue  # noqa: E402
@@ -64,8 +66,9 @@ def shared_store(path: str) -> Store:
 @st.cache_resource(show_spinner=False)
 def shared_jobs(indexes: str) -> SyncJobs:
     """The background syncs of this server process (their rows are in the app database)."""
+    # Syncs are started by admins and run outside any page, as the local admin.
     return SyncJobs(appstate.db_path(Path(indexes)),
-                    lambda index: pipeline(load_settings(), index))
+                    lambda index: pipeline(load_settings(), index, LOCAL_USER))
 
 
 def settings() -> Settings:
@@ -78,20 +81,32 @@ def settings() -> Settings:
         raise
 
 
-def pipeline(settings: Settings, index: str) -> Pipeline:
-    """A Pipeline over the shared components (cheap: built on every rerun)."""
+def pipeline(settings: Settings, index: str, who: Viewer | None = None,
+             wrap: Callable[[Generator], Generator] | None = None) -> Pipeline:
+    """A Pipeline over the shared components for ``who`` (default: ``viewer()``).
+
+    Cheap: built on every rerun. It searches, opens and summarizes only what ``who`` may
+    read (access.folders, read again with the settings on every run). ``wrap`` puts
+    something around the shared answer model for this Pipeline only (a summary's turns in
+    line, summary_view.py); the model's error is raised at once then.
+    """
     e = settings.embedder
     generator = None
-    try:
-        generator = shared_generator(f"{settings.llm!r} {settings.paths.models}", settings)
-    except RagpipeError:
-        pass  # the Pipeline raises it again, with its message, when a question is asked
+    key = f"{settings.llm!r} {settings.paths.models}"
+    if wrap is not None:
+        generator = wrap(shared_generator(key, settings))
+    else:
+        try:
+            generator = shared_generator(key, settings)
+        except RagpipeError:
+            pass  # the Pipeline raises it again, with its message, when a question is asked
     return Pipeline(
         settings,
         index,
         embedder=shared_embedder(e.model, e.batch_size, e.max_tokens),
         generator=generator,
         store=shared_store(str(settings.index_dir(index))),
+        viewer=viewer() if who is None else who,
     )
 
 
@@ -131,9 +146,27 @@ def index_names(settings: Settings) -> list[str]:
 
 
 def viewer() -> Viewer:
-    """Who is asking: the signed-in user (app.py's sign-in gate), or the one local user."""
+    """Who is asking: the signed-in user (app.py's sign-in gate), or the one local user.
+
+    Fails closed: a page run without a signed-in user while accounts exist (not through
+    app.py's gate) stops here, before anything of a document is read.
+    """
     found = st.session_state.get("viewer")
-    return found if isinstance(found, Viewer) else LOCAL_USER
+    if isinstance(found, Viewer):
+        return found
+    if accounts.for_indexes(settings().paths.indexes).any():
+        st.error("Sign in first.")
+        st.stop()
+    return LOCAL_USER
+
+
+def require_admin() -> Viewer:
+    """The viewer, if an admin; otherwise the page says so and stops."""
+    who = viewer()
+    if not who.admin:
+        st.error("This page is for admins only.")
+        st.stop()
+    return who
 
 
 def owner() -> str:

@@ -1,5 +1,7 @@
 """Pieces of the pages: an answer's sources and the source dialog, feedback, the model card.
 
+The source dialog shows the document's summary when one is cached (summary_view.py).
+
 Everything shown here that comes from a document, a file name or the model goes through
 literal.py (no Markdown, no HTML); the original of a document is offered only through
 pipeline.documents.source_path, which refuses anything outside the index's folder.
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
+import summary_view
 from literal import file_name, line, snippet
 
 from ragpipe.conversations import Message
@@ -91,8 +94,7 @@ def source_dialog(pipe: Pipeline, n: int, hit: Hit, cites: list[Citation]) -> No
     st.markdown(f"{where} · {citation_mark(cites)}")
     # the whole passage (snippet keeps a third of its limit before the span)
     st.markdown(snippet(hit.text, _local_span(hit, cites), limit=3 * len(hit.text) + 3))
-    # Issue #14: the document's summary goes here, once the library makes them.
-    st.container(key=f"summary-{hit.chunk_id}")
+    summary_view.in_source(pipe, hit.source, key=str(hit.chunk_id))  # the cached summary
     show_original(pipe, hit)
 
 

@@ -13,8 +13,20 @@ text, then the checks and abstention that make the Answer) and ``progress`` (the
 sync's progress callback and terminal bar).
 """
 
-from .answer import AnswerStream
+from typing import TYPE_CHECKING
+
 from .pipeline import Pipeline, build_generator
 from .progress import Progress
 
+if TYPE_CHECKING:
+    from .answer import AnswerStream
+
 __all__ = ["AnswerStream", "Pipeline", "Progress", "build_generator"]
+
+
+def __getattr__(name: str):  # noqa: ANN202 - the answer code loads only when asked for
+    if name == "AnswerStream":
+        from .answer import AnswerStream
+
+        return AnswerStream
+    raise AttributeError(name)

@@ -6,6 +6,11 @@ written or moved: a path that leads out of it (``..``, a symlink) is refused wit
 SourceUnavailable. Removing a document moves its file out of the folder into a kept
 folder (so the next sync does not add it again, and nothing is lost) and takes it out
 of the index in one writer.
+
+Only documents the Pipeline's viewer may read (access.py) are opened, read again or
+removed; any other is "not a document of index ..." exactly as a path the index does not
+hold, so the answer does not tell whether it exists. Changing the folder or the index
+(upload, remove, read again) is for admins.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from .. import appstate
+from ..access import require_admin
 from ..datatypes import FileReport
 from ..errors import InvalidArgument, SourceUnavailable
 from ..ingest import read_many
@@ -54,8 +60,7 @@ def source_path(pipe: Pipeline, rel: str) -> Path:
     a regular file, or leads outside the folder (``..``, a symlink pointing out).
     """
     root = source_root(pipe)
-    if rel not in pipe.store.file_rows():
-        raise SourceUnavailable(f"{rel} is not a document of index {pipe.index_name!r}")
+    _check_document(pipe, rel)
     base = root.resolve()
     try:
         real = _inside(base, rel).resolve(strict=True)
@@ -67,6 +72,12 @@ def source_path(pipe: Pipeline, rel: str) -> Path:
     if not real.is_file():
         raise SourceUnavailable(f"{rel} is not a regular file: not opened")
     return real
+
+
+def _check_document(pipe: Pipeline, rel: str) -> None:
+    """Raise SourceUnavailable unless ``rel`` is a document of the index the viewer may read."""
+    if rel not in pipe.store.file_rows() or not pipe.can_read(rel):
+        raise SourceUnavailable(f"{rel} is not a document of index {pipe.index_name!r}")
 
 
 def check_name(name: str, pipe: Pipeline) -> str:
@@ -98,6 +109,7 @@ def save_upload(
     exists and ``replace`` is not set. Written to a temporary name and renamed, so a sync
     never reads half a file.
     """
+    require_admin(pipe.viewer, "adding documents")
     base = check_name(name, pipe)
     limit = pipe.settings.ingest.max_file_mb
     if len(data) > limit * 1024 * 1024:
@@ -132,9 +144,9 @@ def remove(pipe: Pipeline, rel: str, keep_in: Path | None = None) -> Path | None
     that path, or None when the file was already gone. The index write and the move
     succeed or fail together.
     """
+    require_admin(pipe.viewer, "removing documents")
     root = source_root(pipe)
-    if rel not in pipe.store.file_rows():
-        raise SourceUnavailable(f"{rel} is not a document of index {pipe.index_name!r}")
+    _check_document(pipe, rel)
     src = _inside(root, rel)
     if not src.parent.resolve().is_relative_to(root.resolve()):
         raise SourceUnavailable(f"{rel} leads outside the index's folder {root}: not moved")
@@ -162,6 +174,7 @@ def reread(pipe: Pipeline, rel: str, progress: Progress | None = None) -> FileRe
     Its chunks are replaced (for every path with the same content); when reading fails
     it keeps its earlier chunks, marked stale, as in a sync.
     """
+    require_admin(pipe.viewer, "reading documents again")
     path = source_path(pipe, rel)
     pipe.store.check_embedder(pipe.embedder.name)
     stat = path.stat()

@@ -6,6 +6,12 @@
 The CLI and the web UI both use only the Pipeline. Components are built lazily from
 settings, so constructing one is cheap; sync lives in ``sync`` and the answer
 stream in ``answer``.
+
+A Pipeline works for one ``viewer`` (access.py): its searches, answers, documents and
+summaries hold only what that person may read under ``access.folders``, as read from the
+settings at each call. The default is the single local user, an admin: the CLI and
+scripts are the server operator's, who can read the index's files anyway; the web app
+builds one per signed-in user.
 """
 
 from __future__ import annotations
@@ -14,29 +20,29 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .. import models
-from ..chunking import Chunker, chunk_settings_key
-from ..compose import Composition, compose, idf_weights, merge_adjacent
-from ..datatypes import Answer, Hit, SyncStats
-from ..embedding import Embedder, SentenceTransformerEmbedder, embedder_card
+from ..access import LOCAL_USER, Permissions, Viewer
+from ..datatypes import Answer, FileReport, Hit, SyncStats
 from ..errors import ConfigError, InvalidArgument, RagpipeError
 from ..filters import Filter
-from ..followup import history_messages, standalone_query
-from ..generation import Generator, LlamaCppGenerator
-from ..generation.openai import OpenAIGenerator
-from ..grounding import content_words, question_coverage
-from ..ingest import READER_VERSION
-from ..privacy import check_destination
-from ..prompts import FittedPrompt, fit_prompt
-from ..retrieval import Retriever, embed_query
 from ..settings import Settings, load_settings
 from ..store import Store
-from ..summarize import DocumentSummary
-from . import summarize as batch
-from .answer import AnswerStream
-from .progress import Progress
-from .sync import sync_folder
+
+# Everything else loads where it is used: `ragpipe status` and `ragpipe search` start in a
+# fraction of a second because they import no generator, answer, summary or torch code
+# (tests/test_imports.py).
+if TYPE_CHECKING:
+    from ..chunking import Chunker
+    from ..compose import Composition
+    from ..embedding import Embedder
+    from ..generation import Generator
+    from ..prompts import FittedPrompt
+    from ..summarize import DocumentSummary
+    from ..summarize.rollup import RollupPart
+    from . import summarize as batch
+    from .answer import AnswerStream
+    from .progress import Progress
 
 
 class Pipeline:
@@ -54,9 +60,11 @@ class Pipeline:
         embedder: Embedder | None = None,
         generator: Generator | None = None,
         store: Store | None = None,
+        viewer: Viewer = LOCAL_USER,
     ) -> None:
         self.settings = settings or load_settings()
         self.settings.check()  # also settings built or changed in code, before any model loads
+        self.viewer = viewer
         self.index_name = index
         self.store = store or Store(self.settings.index_dir(index))
         self.store.ann_threshold = self.settings.retrieval.ann_threshold
@@ -68,6 +76,8 @@ class Pipeline:
     def embedder(self) -> Embedder:
         """The configured embedder (model loads on first use)."""
         if self._embedder is None:
+            from ..embedding import SentenceTransformerEmbedder
+
             s = self.settings.embedder
             self._embedder = SentenceTransformerEmbedder(s.model, s.batch_size, s.max_tokens)
         return self._embedder
@@ -79,6 +89,8 @@ class Pipeline:
         s = self.settings.llm
         if s.backend == "openai":
             return s.model
+        from .. import models
+
         known = models.known(s.model)
         return known.filename if known is not None else Path(s.model).name
 
@@ -93,6 +105,8 @@ class Pipeline:
             self._generator = build_generator(self.settings)
         endpoint = self._generator.capabilities.endpoint
         if endpoint:
+            from ..privacy import check_destination
+
             p = self.settings.privacy
             recorded = self.store.meta().get("local_only") if self.store.exists() else None
             # An index synced before the setting existed counts as local_only.
@@ -106,6 +120,10 @@ class Pipeline:
         The answer model's card (models.model_card), or what its server reports, and the
         embedder's (embedding.embedder_card).
         """
+        from .. import models
+        from ..embedding import embedder_card
+        from ..generation.openai import OpenAIGenerator
+
         s = self.settings
         card: dict = {"backend": s.llm.backend, "n_ctx": s.llm.n_ctx,
                       "embedder": embedder_card(s.embedder.model)}
@@ -119,6 +137,8 @@ class Pipeline:
 
     def chunker(self) -> Chunker:
         """A chunker sized for the embedder's window."""
+        from ..chunking import Chunker
+
         s = self.settings.chunking
         e = self.embedder
         return Chunker(e.count_tokens, s.size, s.overlap, e.max_tokens)
@@ -128,6 +148,9 @@ class Pipeline:
 
         Built from settings only, so an unchanged folder syncs without loading any model.
         """
+        from ..chunking import chunk_settings_key
+        from ..ingest import READER_VERSION
+
         s = self.settings.chunking
         window = self.settings.embedder.max_tokens or "model"
         return f"reader={READER_VERSION};" + chunk_settings_key(s.size, s.overlap, window)
@@ -148,6 +171,8 @@ class Pipeline:
         folder, unless ``rebase`` re-points the index at it, or when it would delete too
         much of the index (ingest.max_delete_share), unless ``allow_deletes``.
         """
+        from .sync import sync_folder
+
         return sync_folder(self, folder, dry_run, progress, command, allow_deletes, rebase)
 
     ingest = sync
@@ -187,6 +212,29 @@ class Pipeline:
         return (f"synced {root}: +{len(st.added)} added, ~{len(st.changed)} read again, "
                 f"-{len(st.deleted)} deleted, {len(st.failed)} failed")
 
+    # ----- who may read what ---------------------------------------------------------------
+    @property
+    def permissions(self) -> Permissions:
+        """The folder permissions as the settings say now (a changed mapping counts at once)."""
+        return Permissions(self.settings.access.folders)
+
+    def can_read(self, path: str) -> bool:
+        """True when the viewer may read the document at ``path`` of this index."""
+        return self.permissions.allows(self.viewer, path)
+
+    def readable(self, where: Filter | dict | None = None) -> Filter | None:
+        """``where`` narrowed to what the viewer may read (None: everything, unfiltered)."""
+        flt = Filter.of(where)
+        areas = self.permissions.areas(self.viewer)
+        if areas is None:
+            return flt
+        return (flt or Filter()).restricted(areas)
+
+    def files(self) -> list[FileReport]:
+        """The recorded outcome of every file the viewer may read, by path."""
+        rules, who = self.permissions, self.viewer
+        return [r for r in self.store.files() if rules.allows(who, r.path)]
+
     # ----- search --------------------------------------------------------------------------
     def search(
         self,
@@ -202,6 +250,8 @@ class Pipeline:
         filters.Filter or a dict with path/type/modified_from/modified_to);
         ``mode`` is dense, bm25 or hybrid (default: retrieval.mode);
         ``shape=False`` returns the raw ranking (no dedup, neighbours or floor).
+        Only documents the viewer may read are searched (``readable``), inside both the
+        vector and the keyword search, so k of them come back when k exist.
         """
         r = self.settings.retrieval
         _check_question(question, self.settings.answer.max_question_chars)
@@ -211,7 +261,10 @@ class Pipeline:
             raise InvalidArgument(f"k = {k}: ask for at least 1 passage")
         self.store.check_embedder(self.embedder.name)
         self.store.nprobe = r.nprobe
-        return Retriever(self.store, self.embedder, r).search(question, k, where, mode, shape)
+        from ..retrieval import Retriever
+
+        return Retriever(self.store, self.embedder, r).search(
+            question, k, self.readable(where), mode, shape)
 
     # ----- answers -------------------------------------------------------------------------
     def prepare(
@@ -230,6 +283,9 @@ class Pipeline:
         over system prompt, the latest ``answer.history_turns`` of ``history``, passages and
         question; passages that do not fit are dropped whole, lowest ranked first.
         """
+        from ..followup import history_messages
+        from ..prompts import fit_prompt
+
         a = self.settings.answer
         _check_question(question, self.settings.answer.max_question_chars)
         if hits is None:
@@ -249,6 +305,11 @@ class Pipeline:
         ``where`` limits the passages to some files (a folder, a type, chosen documents),
         as in ``search``.
         """
+        from ..compose import merge_adjacent
+        from ..followup import standalone_query
+        from ..prompts import FittedPrompt
+        from .answer import AnswerStream
+
         t0 = time.monotonic()
         _check_question(question, self.settings.answer.max_question_chars)
         a = self.settings.answer
@@ -273,6 +334,10 @@ class Pipeline:
 
     def compose(self, question: str, passages: Sequence[Hit]) -> Composition:
         """The passages' units that answer ``question``, written out with citations."""
+        from ..compose import compose, idf_weights
+        from ..grounding import content_words
+        from ..retrieval import embed_query
+
         words = list(dict.fromkeys(content_words(question)))
         counts, n = self.store.term_counts(words)
         return compose(question, passages, self.embedder.embed,
@@ -281,6 +346,8 @@ class Pipeline:
 
     def question_coverage(self, question: str, passages: Sequence[Hit]) -> float:
         """The best passage's share of the question's words, weighted by their rarity here."""
+        from ..grounding import content_words, question_coverage
+
         words = list(dict.fromkeys(content_words(question)))
         counts, n = self.store.term_counts(words)
         return question_coverage(words, passages, counts, n)
@@ -307,25 +374,53 @@ class Pipeline:
         ./summaries/FOLDER) and reused while that key holds.
         """
         self.settings.check_summaries()
+        from . import summarize as batch
+
         return batch.run(self, folder, where, style, prompt, out, progress, note)
 
     def summaries(self, out: Path | None = None) -> dict[str, DocumentSummary]:
-        """Path -> the last run's summary, for each document whose content it still matches."""
+        """Path -> the last run's summary, for each document whose content it still matches.
+
+        Only documents the viewer may read.
+        """
+        from . import summarize as batch
+
         return batch.summaries(self, out)
 
+    def rollups(self, out: Path | None = None) -> list[RollupPart]:
+        """The last run's overviews of which the viewer may read every source."""
+        from . import summarize as batch
+
+        return batch.rollups(self, out)
+
     def summary_of(self, path: str, out: Path | None = None) -> DocumentSummary | None:
-        """The cached summary of an indexed document's current content, or None."""
+        """The cached summary of an indexed document's current content, or None.
+
+        None also when the viewer may not read the document.
+        """
+        from . import summarize as batch
+
         return batch.summary_of(self, path, out)
 
     def summarize_document(self, path: str, out: Path | None = None
                            ) -> DocumentSummary:
         """Summarize one indexed document ("summarize this document"); cached when present."""
         self.settings.check_summaries()
+        from . import summarize as batch
+
         return batch.summarize_one(self, path, out)
+
+    def current_summaries(self, out: Path | None = None) -> dict[str, DocumentSummary]:
+        """Path -> ``summary_of(path)`` for every document that has one, in one pass."""
+        return batch.current_summaries(self, out)
 
 
 def build_generator(settings: Settings) -> Generator:
     """The answer model ``llm.backend`` names: the one place a backend is chosen."""
+    from .. import models
+    from ..generation import LlamaCppGenerator
+    from ..generation.openai import OpenAIGenerator
+
     s = settings.llm
     if s.backend == "openai":
         key = ""

@@ -11,6 +11,11 @@ a deleted one leaves the JSONL, the index page and the docs folder. A folder run
 the files itself, in the same isolated reader processes as a sync, and cuts them into
 passages by characters (``FOLDER_CHUNKS``) so that it loads no embedding model; the
 model's budget is still counted exactly with its own tokenizer.
+
+What a viewer reads of them (access.py): a document's summary only if they may read that
+document, naming only the paths they may read; a roll-up only if they may read every
+document it was written from. An index run for a viewer who is not an admin summarizes
+only what they may read (as a ``--where`` run: the others' summaries stay cached).
 """
 
 from __future__ import annotations
@@ -92,12 +97,85 @@ def lower_priority(increment: int) -> int:
     """Add ``increment`` to this process's CPU niceness (threads started later inherit it).
 
     Returns the niceness now. For a batch process only: in the web UI's process it would
-    slow the answers too.
+    slow the answers too. Where the kernel groups processes by session (autogroups), a
+    niceness only ranks processes of one session, so ``run_in_own_session`` comes first.
     """
     try:
-        return os.nice(increment) if increment > 0 else os.nice(0)
+        now = os.nice(increment) if increment > 0 else os.nice(0)
     except OSError:
-        return os.nice(0)
+        now = os.nice(0)
+    if increment > 0 and _own_autogroup():
+        try:  # this session holds the batch alone: rank it below other sessions too
+            Path("/proc/self/autogroup").write_text(str(now))
+        except OSError:
+            pass
+    return now
+
+
+def _autogroups() -> bool:
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def _own_autogroup() -> bool:
+    return _autogroups() and os.getsid(0) == os.getpid()
+
+
+BATCH_CHILD = False  # set in the child of run_in_own_session; cli.main exits it
+
+
+def run_in_own_session() -> int | None:
+    """Go on in a child process that leads a session of its own; return its exit code here.
+
+    With autogroups the CPU is shared fairly between sessions first (a terminal, the web
+    server's service), whatever the niceness, so a batch started beside a serving web app
+    took half the CPU at any niceness (README: Batch summaries, sharing the machine). In a
+    session of its own the batch's group can be ranked low. Returns None in the child (it
+    carries on) and where nothing needs doing (no autogroups, already a session leader, or
+    no fork). The parent stays as the terminal's job: Ctrl-C and SIGTERM are passed on, and
+    the child is killed if the parent is (SIGKILL included), so the run stops as one.
+    """
+    if not _autogroups() or os.getsid(0) == os.getpid() or not hasattr(os, "fork"):
+        return None
+    import signal
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() != parent:
+            os._exit(1)
+        os.setsid()
+        global BATCH_CHILD
+        BATCH_CHILD = True
+        return None
+
+    def _pass_on(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _pass_on)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code  # killed by a signal: the shell's 128 + N
 
 
 def folder_chunker() -> Chunker:
@@ -136,6 +214,7 @@ def _folder_docs(folder: Path, pipe: Pipeline, where: Filter | None,
 
 def _index_docs(pipe: Pipeline, where: Filter | None) -> list[_Doc]:
     pipe.store.require()
+    where = pipe.readable(where)
     return [_Doc(paths, sha) for sha, paths in pipe.store.contents(where.sql() if where else None)]
 
 
@@ -173,8 +252,11 @@ def run(
     unsupported = pipe.settings.summarize.unsupported
     filt = Filter.of(where)
     failed: list[tuple[str, str]] = []
-    docs = (_folder_docs(Path(folder), pipe, filt, failed) if folder is not None
-            else _index_docs(pipe, filt))
+    if folder is None:
+        docs = _index_docs(pipe, filt)
+        filt = pipe.readable(filt)  # not all documents: nothing of the others is pruned
+    else:
+        docs = _folder_docs(Path(folder), pipe, filt, failed)
     target = SummaryFolder(out or default_out(pipe, folder))
     title = str(folder) if folder is not None else f"index {pipe.index_name}"
     done: list[DocumentSummary] = []
@@ -253,8 +335,17 @@ def _rollup(pipe: Pipeline, target: SummaryFolder, done: list[DocumentSummary]
 
 
 # ----- one document, for the UI -----------------------------------------------------------------
+def _for_viewer(pipe: Pipeline, s: DocumentSummary, path: str) -> DocumentSummary:
+    """``s`` as the summary of ``path``, naming only the other paths the viewer may read."""
+    others = tuple(p for p in (s.source, *s.also_in) if p != path and pipe.can_read(p))
+    return dataclasses.replace(s, source=path, also_in=others)
+
+
 def summaries(pipe: Pipeline, out: Path | None = None) -> dict[str, DocumentSummary]:
-    """Path -> summary of every document of the index whose last-run summary is current."""
+    """Path -> summary of every document of the index whose last-run summary is current.
+
+    Only documents the viewer may read.
+    """
     rows = pipe.store.file_rows()
     found: dict[str, DocumentSummary] = {}
     for rec in SummaryFolder(out or default_out(pipe, None)).records():
@@ -264,9 +355,17 @@ def summaries(pipe: Pipeline, out: Path | None = None) -> dict[str, DocumentSumm
             continue
         for path in (s.source, *s.also_in):
             row = rows.get(path)
-            if row is not None and row.sha256 == s.sha256:
-                found[path] = dataclasses.replace(s, source=path)
+            if row is not None and row.sha256 == s.sha256 and pipe.can_read(path):
+                found[path] = _for_viewer(pipe, s, path)
     return found
+
+
+def rollups(pipe: Pipeline, out: Path | None = None) -> list[RollupPart]:
+    """The last run's roll-up parts that the viewer may read every source of."""
+    folder = SummaryFolder(out or default_out(pipe, None))
+    found = sorted(folder.cache_dir.glob("rollup-*.json")) if folder.cache_dir.is_dir() else []
+    parts = folder.cached_rollup(found[-1].stem.removeprefix("rollup-")) if found else None
+    return [p for p in parts or () if p.sources and all(pipe.can_read(x) for x in p.sources)]
 
 
 def summary_of(pipe: Pipeline, path: str, out: Path | None = None) -> DocumentSummary | None:
@@ -275,6 +374,8 @@ def summary_of(pipe: Pipeline, path: str, out: Path | None = None) -> DocumentSu
     The last run's summary when it is current, else one made with the configured options
     (by summarize_one, or a run with them).
     """
+    if not pipe.can_read(path):
+        return None
     last = summaries(pipe, out).get(path)
     if last is not None:
         return last
@@ -282,7 +383,7 @@ def summary_of(pipe: Pipeline, path: str, out: Path | None = None) -> DocumentSu
     if row is None or not row.sha256:
         return None
     cached = SummaryFolder(out or default_out(pipe, None)).cached(options(pipe).key(row.sha256))
-    return dataclasses.replace(cached, source=path) if cached else None
+    return _for_viewer(pipe, cached, path) if cached else None
 
 
 def summarize_one(pipe: Pipeline, path: str, out: Path | None = None) -> DocumentSummary:
@@ -294,10 +395,32 @@ def summarize_one(pipe: Pipeline, path: str, out: Path | None = None) -> Documen
     if found is not None:
         return found
     row = pipe.store.file_rows().get(path)
-    if row is None or not row.sha256:
+    if row is None or not row.sha256 or not pipe.can_read(path):
         raise InvalidArgument(f"{path!r} is not a document of index {pipe.index_name!r}: "
                               "give its path as `ragpipe report` lists it")
     chunks = pipe.store.chunks_of(row.sha256)
     s = summarize_document(pipe.generator, path, row.sha256, chunks, options(pipe))
     SummaryFolder(out or default_out(pipe, None)).save(s, pipe.settings.summarize.unsupported)
-    return s
+    return _for_viewer(pipe, s, path)
+
+
+def current_summaries(pipe: Pipeline, out: Path | None = None) -> dict[str, DocumentSummary]:
+    """Path -> summary of every document of the index that has a current one.
+
+    ``summaries`` (the last run's), and for the other documents the one cached with the
+    configured options (made by summarize_one since): what ``summary_of`` returns for each
+    path, read in one pass for a table of the whole index; only documents the viewer may
+    read.
+    """
+    found = summaries(pipe, out)
+    folder = SummaryFolder(out or default_out(pipe, None))
+    if not folder.cache_dir.is_dir():
+        return found
+    opts = options(pipe)
+    for path, row in pipe.store.file_rows().items():
+        if path in found or not row.sha256 or not pipe.can_read(path):
+            continue
+        cached = folder.cached(opts.key(row.sha256))
+        if cached is not None:
+            found[path] = _for_viewer(pipe, cached, path)
+    return found

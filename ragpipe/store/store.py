@@ -271,26 +271,37 @@ class Store:
             out[hid].append((int(off), int(oid)))
         return out
 
-    def hits_in(self, conn: sqlite3.Connection, pairs: Sequence[tuple[int, float]]) -> list[Hit]:
-        """Hits for (chunk id, score) pairs inside an open snapshot; unknown ids are skipped."""
-        return self._hits(conn, pairs)
+    def hits_in(
+        self, conn: sqlite3.Connection, pairs: Sequence[tuple[int, float]],
+        where: tuple[str, list] | None = None,
+    ) -> list[Hit]:
+        """Hits for (chunk id, score) pairs inside an open snapshot; unknown ids are skipped.
+
+        ``where`` (a condition on ``files f``: Filter.sql) limits the files a hit names
+        (its ``source`` and ``also_in``) to those matching it, so the same text in a
+        folder the asker may not read is not named; a hit none of whose files match is
+        skipped.
+        """
+        return self._hits(conn, pairs, where)
 
     def hits_for(self, pairs: Sequence[tuple[int, float]]) -> list[Hit]:
         """Hits for (chunk id, score) pairs, in the given order; unknown ids are skipped."""
         with self.snapshot() as conn:
             return self._hits(conn, pairs)
 
-    def _hits(self, conn: sqlite3.Connection, pairs: Sequence[tuple[int, float]]) -> list[Hit]:
+    def _hits(self, conn: sqlite3.Connection, pairs: Sequence[tuple[int, float]],
+              where: tuple[str, list] | None = None) -> list[Hit]:
         if not pairs:
             return []
         ids = [i for i, _ in pairs]
         marks = ",".join("?" * len(ids))
+        cond, args = where or ("1", [])
         rows = conn.execute(
             f"SELECT c.id, c.text, c.page, c.start, c.end, c.heading, "
             f"(SELECT group_concat(path, char(0)) FROM (SELECT path FROM files f "
-            f" WHERE f.sha256 = c.sha256 ORDER BY path)) "
+            f" WHERE f.sha256 = c.sha256 AND ({cond}) ORDER BY path)) "
             f"FROM chunks c WHERE c.id IN ({marks})",
-            ids,
+            [*args, *ids],
         ).fetchall()
         by_id = {r[0]: r for r in rows}
         hits = []

@@ -1,16 +1,24 @@
-"""Ask: saved conversations over an index, scoped questions, sources, feedback.
+"""Ask: saved conversations over an index, scoped questions, sources, feedback, summaries.
 
 The conversation on screen is the one named in the URL (``?c=``), so a reload or a
 restarted server shows it again; answers are stored as they finish and the page is
 drawn from what is stored. A question waits in line for the answer model
 (ragpipe.queueing) and shows its place; Stop (or any other click) ends the answer, and
-nothing half-checked is kept.
+nothing half-checked is kept. With one document chosen (or from a source), "Summarize
+this document" shows its cached summary, or makes one through the same line
+(summary_view.py).
+
+Everything here is what the signed-in user may read (access.folders): the Pipeline is
+theirs, so the search, the scope lists, the source previews and the summaries hold only
+their documents, and saved answers resting on a document they may no longer read are shown
+withheld.
 """
 
 from __future__ import annotations
 
 import state
 import streamlit as st
+import summary_view
 import views
 from literal import line, literal
 
@@ -32,9 +40,10 @@ if index is None:
                "the Documents page.")
     st.stop()
 pipe = state.pipeline(settings, index)
+readable = pipe.can_read
 try:
     stats = pipe.store.stats()
-    files = [r for r in pipe.store.files() if r.outcome.has_text]
+    files = [r for r in pipe.files() if r.outcome.has_text]  # those this user may read
 except RagpipeError as exc:  # e.g. a damaged index: its one line, not a traceback
     st.error(str(exc))
     st.stop()
@@ -61,8 +70,11 @@ else:
     st.query_params["c"] = st.session_state["chat"] = current.id
 
 with st.sidebar:
-    st.caption(f"{stats['files']} files · {stats['chunks']} passages · generation "
-               f"{stats['generation']}")
+    if pipe.viewer.admin:
+        st.caption(f"{stats['files']} files · {stats['chunks']} passages · generation "
+                   f"{stats['generation']}")
+    else:  # the index's own counts would say how much this user may not read
+        st.caption(f"{len(files)} documents you may ask about")
     st.button("New chat", icon=":material/add:", on_click=open_chat, args=(None,),
               width="stretch", key="new-chat")
     st.subheader("Conversations")
@@ -79,7 +91,7 @@ with st.sidebar:
                     st.rerun()
                 except RagpipeError as exc:
                     st.error(str(exc))
-            md = convs.markdown(me, current.id)
+            md = convs.markdown(me, current.id, readable)
             st.download_button("Export as Markdown", md, file_name="conversation.md",
                                mime="text/markdown", on_click="ignore", key="export")
             st.caption("Copy (the icon at the top right of the box):")
@@ -106,6 +118,11 @@ scope_record = {"folders": folders, "kinds": kinds, "documents": chosen}
 if where is not None:
     st.caption("Asking " + (f"{len(chosen)} chosen document(s)" if chosen else
                             ", ".join(line(x) for x in [*folders, *kinds])))
+# One document chosen: its summary on request (the cached one at once, else made now).
+if len(chosen) == 1 and not summary_view.is_open(index, chosen[0]):
+    st.button("Summarize this document", key="summarize-scope", icon=":material/summarize:",
+              on_click=summary_view.want, args=(index, chosen[0]))
+summary_view.ask_panel(settings, pipe, me, {r.path for r in files})
 
 # ----- the conversation ------------------------------------------------------------------------
 def stored_turns() -> list[Message]:
@@ -118,7 +135,7 @@ def stored_turns() -> list[Message]:
     """
     if current is None:
         return []
-    turns = convs.messages(me, current.id)
+    turns = convs.messages(me, current.id, readable)
     line_up = state.queue(settings)
     if turns and turns[-1].role == "user" and not line_up.wait_for_owner(me, 0):
         note = st.empty()
@@ -126,7 +143,7 @@ def stored_turns() -> list[Message]:
             # each redraw lets a click end this wait, as it ends an answer
             note.caption("Finishing your previous question…")
         note.empty()
-        turns = convs.messages(me, current.id)
+        turns = convs.messages(me, current.id, readable)
     return turns
 
 
@@ -198,7 +215,7 @@ if question:
         current = convs.get(me, convs.create(me, index))
         assert current is not None
         st.query_params["c"] = st.session_state["chat"] = current.id
-    history = convs.history(me, current.id)
+    history = convs.history(me, current.id, readable=readable)
     convs.add_question(me, current.id, question)
     with st.chat_message("user"):
         st.markdown(literal(question))

@@ -1,5 +1,9 @@
 """Documents (admins): upload and sync, a new index from a folder, the ingestion report.
 
+The report lists each document's summary (present or not, the share of its sentences
+the check supports); a chosen document shows its summary, or makes one now through the
+answer model's line (summary_view.py).
+
 Syncs run in the background (ragpipe.jobs): their progress is read from the app
 database, so it keeps going when this tab closes and every admin sees it.
 """
@@ -11,6 +15,7 @@ from pathlib import Path
 
 import state
 import streamlit as st
+import summary_view
 from literal import file_name, line
 
 from ragpipe.errors import RagpipeError
@@ -18,6 +23,7 @@ from ragpipe.jobs import Job
 from ragpipe.pipeline import documents
 
 settings = state.settings()
+state.require_admin()  # listed for admins only (app.py); refused here too
 index = state.choose_index(settings)
 jobs = state.jobs(settings)
 
@@ -141,7 +147,7 @@ with listed:
         st.info("No index yet: make one from a folder on this server (the third tab).")
         st.stop()
     try:
-        reports = pipe.store.files()
+        reports = pipe.files()
         indexed = pipe.store.indexed_times()
     except RagpipeError as exc:
         st.error(str(exc))
@@ -150,13 +156,23 @@ with listed:
     shown_outcomes = st.multiselect("Outcome", outcomes, key="outcome-filter",
                                     placeholder="all outcomes")
     rows = [r for r in reports if not shown_outcomes or r.outcome.value in shown_outcomes]
+    try:  # each document's current summary (batch runs, or made on a page)
+        summaries = pipe.current_summaries()
+    except RagpipeError as exc:
+        st.caption(f"Summaries cannot be read: {line(str(exc))}")
+        summaries = {}
     st.dataframe(
         [{"path": r.path, "type": r.kind, "pages": r.pages, "chunks": r.chunks,
           "outcome": r.outcome.value, "message": r.message,
           "last indexed": time.strftime("%Y-%m-%d %H:%M",
-                                        time.localtime(indexed.get(r.path, 0)))}
+                                        time.localtime(indexed.get(r.path, 0))),
+          "summary": "yes" if r.path in summaries else "no",
+          "supported": summary_view.share(summaries[r.path]) if r.path in summaries else ""}
          for r in rows],
-        hide_index=True, width="stretch", key="documents-table")
+        hide_index=True, width="stretch", key="documents-table",
+        column_config={"supported": st.column_config.TextColumn(
+            "supported", help="Share of the summary's sentences the check found in the "
+            "document")})
     st.caption(f"{len(rows)} of {len(reports)} files")
     if rows:
         target = st.selectbox("A document", [r.path for r in rows], key="doc-target")
@@ -179,6 +195,8 @@ with listed:
                     st.rerun()
                 except RagpipeError as exc:
                     st.error(line(str(exc)))
+        st.subheader("Summary", anchor=False)
+        summary_view.document_summary(settings, pipe, state.owner(), target, key="documents")
     if "removed" in st.session_state:
         gone, kept = st.session_state.pop("removed")
         st.success(f"Removed {file_name(gone)}" + (f"; its file is kept at {file_name(kept)}"

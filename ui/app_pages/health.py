@@ -16,6 +16,7 @@ from literal import file_name, line
 from ragpipe.errors import RagpipeError
 
 settings = state.settings()
+state.require_admin()  # listed for admins only (app.py); refused here too
 index = state.choose_index(settings)
 
 st.title("Index health")

@@ -9,6 +9,7 @@ import views
 from ragpipe.errors import RagpipeError
 
 settings = state.settings()
+state.require_admin()  # listed for admins only (app.py); refused here too
 state.choose_index(settings)
 
 st.title("Model card")
