@@ -412,6 +412,8 @@ class Pipeline:
 
     def current_summaries(self, out: Path | None = None) -> dict[str, DocumentSummary]:
         """Path -> ``summary_of(path)`` for every document that has one, in one pass."""
+        from . import summarize as batch
+
         return batch.current_summaries(self, out)
 
 
