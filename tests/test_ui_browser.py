@@ -87,10 +87,11 @@ class Server:
 
 
 def serve(tmp_path: Path, embedder, name: str, users: tuple[tuple[str, bool], ...] = (),
-          **env_extra: str) -> Server:  # noqa: ANN001
+          toml: str = "", **env_extra: str) -> Server:  # noqa: ANN001
     """Index a copy of corpus/, make ``users`` (name, admin), start the app on a free port.
 
-    The server's output is written to ARTIFACTS/``name``-server.log.
+    ``toml``: the server's settings file. The server's output is written to
+    ARTIFACTS/``name``-server.log.
     """
     from ragpipe import accounts
     from ragpipe.pipeline import Pipeline
@@ -105,6 +106,9 @@ def serve(tmp_path: Path, embedder, name: str, users: tuple[tuple[str, bool], ..
            "RAGPIPE_PATHS_MODELS": str(ROOT / "models"), "RAGPIPE_LLM_MODEL": "smollm2-135m",
            "RAGPIPE_LLM_N_CTX": "2048", "RAGPIPE_LLM_MAX_TOKENS": "48", "HF_HUB_OFFLINE": "1",
            **env_extra}
+    if toml:
+        (tmp_path / "ragpipe.toml").write_text(toml)
+        env["RAGPIPE_CONFIG"] = str(tmp_path / "ragpipe.toml")
     settings = load_settings(overrides={"paths.indexes": indexes}, environ={})
     Pipeline(settings, "default", embedder=embedder).ingest(docs)
     for user, admin in users:
@@ -144,12 +148,20 @@ def server(tmp_path, embedder, request):
 # ----- the browser -----------------------------------------------------------------------------
 
 def size_page(driver, width: int, height: int) -> None:  # noqa: ANN001
-    """Make the page itself (not the window around it) ``width`` × ``height``."""
+    """Make the page itself (not the window around it) ``width`` × ``height``.
+
+    The window is sized for it (so a tab it opens is that size too); below the narrowest
+    window Chromium allows (500 px), the page is emulated at that size.
+    """
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     driver.set_window_size(width, height)
     dw, dh = driver.execute_script(
         "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight]")
     if dw or dh:
         driver.set_window_size(width + dw, height + dh)
+    if driver.execute_script("return [window.innerWidth, window.innerHeight]") != [width, height]:
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
 
 
 @pytest.fixture
@@ -551,6 +563,7 @@ def test_upload_ask_open_source_and_come_back(server, driver, tmp_path):
         "return document.documentElement.scrollWidth <= window.innerWidth + 1"), SHORT,
          "the page to fit the narrow window")
     assert_inert(driver)
+    show_last_answer(driver)  # the question about the file with markup, and its answer
     shot(driver, "11-ask-narrow", docs="narrow")
 
 
@@ -564,7 +577,9 @@ def test_sign_in_then_stop_an_answer(tmp_path, embedder, driver):
 
     # free prose and a large budget: an answer long enough to be stopped
     server = serve(tmp_path, embedder, "test_sign_in_then_stop_an_answer",
-                   users=(("ann", True), ("bob", False)), RAGPIPE_ANSWER_STYLE="free",
+                   users=(("ann", True), ("bob", False)),
+                   toml='[access.folders]\n"/" = ["everyone"]\n',  # bob may read them all
+                   RAGPIPE_ANSWER_STYLE="free",
                    RAGPIPE_LLM_MAX_TOKENS="600", RAGPIPE_ANSWER_CHECK="false")
 
     def sign_in(name: str) -> None:
