@@ -486,7 +486,7 @@ def test_upload_ask_open_source_and_come_back(server, driver, tmp_path):
     shot(driver, "03-answer")
     dialog = open_dialog(driver, "[1] parking.txt")
     assert "Facilities" in dialog.text
-    shot(driver, "04-source", docs="source")
+    shot(driver, "04-source")
     close_dialog(driver)
 
     # a PDF source opens in the browser's own viewer, at the cited page
@@ -500,9 +500,12 @@ def test_upload_ask_open_source_and_come_back(server, driver, tmp_path):
     open_dialog(driver, "[1] travel-policy.pdf")
     frame = wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, f"{DIALOG} iframe"),
                  SHORT, "the PDF button's frame")
-    shot(driver, "06-source-pdf")
-    main = driver.current_window_handle
     driver.switch_to.frame(frame)
+    wait(driver, lambda d: d.find_element(By.ID, "open").is_displayed(), SHORT, "the PDF button")
+    driver.switch_to.default_content()
+    shot(driver, "06-source-pdf", docs="source")
+    main = driver.current_window_handle
+    driver.switch_to.frame(driver.find_element(By.CSS_SELECTOR, f"{DIALOG} iframe"))
     click(driver, lambda d: d.find_element(By.ID, "open"), SHORT, "Open the PDF")
     driver.switch_to.default_content()
     wait(driver, lambda d: len(d.window_handles) == 2, SHORT, "the PDF's tab")
