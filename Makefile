@@ -43,7 +43,7 @@ system-deps:
 	bash scripts/system-deps.sh
 
 test: models system-deps
-	$(BIN)/python -m pytest -q -m "not timing"
+	$(BIN)/python -m pytest -q
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not e2e and not slow"

@@ -60,6 +60,15 @@ class TurnQueue:
                 self._owners[number] = owner
             return Ticket(self, number)
 
+    def wait_for_owner(self, owner: str, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds until ``owner`` has no question in line.
+
+        True once it has none (at once when it had none). The web app waits here after
+        a click that stopped an answer: the stopped run stores its last line, then leaves.
+        """
+        with self._cond:
+            return self._cond.wait_for(lambda: owner not in self._owners.values(), timeout)
+
     def __len__(self) -> int:
         """Questions in line, the one being answered included."""
         with self._cond:

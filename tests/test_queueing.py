@@ -124,3 +124,18 @@ def test_never_two_turns_at_once_under_contention():
     assert most[0] == 1
     assert served[0] + busy[0] == 100 and busy[0] == q.refused and served[0] >= 8
     assert len(q) == 0
+
+
+def test_waiting_for_an_owner_to_leave_the_line():
+    q = TurnQueue()
+    assert q.wait_for_owner("ann", 0)  # nothing in line
+    t = q.join("ann")
+    other = q.join("bob")
+    assert not q.wait_for_owner("ann", 0.01)
+    assert q.wait_for_owner("cid", 0)  # someone else's turn does not count
+    threading.Timer(0.2, t.leave).start()
+    started = time.monotonic()
+    assert q.wait_for_owner("ann", 10)
+    assert 0.1 < time.monotonic() - started < 5
+    assert not q.wait_for_owner("bob", 0)
+    other.leave()

@@ -344,6 +344,46 @@ def test_a_question_waits_in_line_and_says_so(ui_env):
     assert len(line) == 0  # the page left the line when its answer was done
 
 
+def test_a_page_drawn_while_an_answer_stops_shows_its_line(ui_env):
+    """A click during an answer draws the page again at once (Streamlit's fast reruns)
+    while the old run is still stopping; the page waits for the stopped answer's line
+    rather than showing the question alone. A question nobody is answering any more (a
+    restarted server) is shown at once."""
+    import threading
+
+    sys.path.insert(0, str(ROOT / "ui"))
+    try:
+        import state
+    finally:
+        sys.path.remove(str(ROOT / "ui"))
+    from ragpipe.conversations import new_owner
+    from ragpipe.settings import load_settings
+
+    convs = Conversations(appstate.db_path(ui_env / "indexes"))
+    owner = new_owner()
+    orphan = convs.create(owner, "default")
+    convs.add_question(owner, orphan, NOT_COVERED)
+    at = app(u=owner, c=orphan)
+    assert not at.exception, at.exception
+    assert [m.name for m in at.chat_message] == ["user"]
+
+    cid = convs.create(owner, "default")
+    convs.add_question(owner, cid, QUESTION)
+    turn = state.queue(load_settings()).join(owner)  # the stopping run still holds its turn
+
+    def stopped() -> None:
+        convs.add_error(owner, cid, QUESTION, "Stopped before the answer was finished.")
+        turn.leave()
+
+    threading.Timer(2.0, stopped).start()
+    started = time.monotonic()
+    at = app(u=owner, c=cid)
+    assert not at.exception, at.exception
+    assert time.monotonic() - started >= 2.0
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]
+    assert "Stopped before the answer was finished." in page_text(at)
+
+
 def test_a_full_line_answers_busy_at_once(ui_env, monkeypatch):
     monkeypatch.setenv("RAGPIPE_SERVER_QUEUE_LIMIT", "1")
     sys.path.insert(0, str(ROOT / "ui"))

@@ -22,7 +22,7 @@ import summary_view
 import views
 from literal import line, literal
 
-from ragpipe.conversations import Conversation, settings_record
+from ragpipe.conversations import Conversation, Message, settings_record
 from ragpipe.errors import RagpipeError
 from ragpipe.filters import folders_of, scope
 from ragpipe.safety import StreamGuard
@@ -125,7 +125,29 @@ if len(chosen) == 1 and not summary_view.is_open(index, chosen[0]):
 summary_view.ask_panel(settings, pipe, me, {r.path for r in files})
 
 # ----- the conversation ------------------------------------------------------------------------
-messages = convs.messages(me, current.id, readable) if current else []
+def stored_turns() -> list[Message]:
+    """The chat's turns, once an answer of this user that is still stopping is stored.
+
+    A click during an answer starts a new run of this page at once (Streamlit's fast
+    reruns) while the old run is still stopping; read too early, the page would show the
+    question without its "Stopped" line until the next click. The old run stores that line
+    before it leaves the model's line, so this run waits for it to leave.
+    """
+    if current is None:
+        return []
+    turns = convs.messages(me, current.id, readable)
+    line_up = state.queue(settings)
+    if turns and turns[-1].role == "user" and not line_up.wait_for_owner(me, 0):
+        note = st.empty()
+        while not line_up.wait_for_owner(me, 0.5):
+            # each redraw lets a click end this wait, as it ends an answer
+            note.caption("Finishing your previous question…")
+        note.empty()
+        turns = convs.messages(me, current.id, readable)
+    return turns
+
+
+messages = stored_turns()
 last_answer = max((m.id for m in messages if m.role == "assistant"), default=None)
 for m in messages:
     with st.chat_message(m.role):
