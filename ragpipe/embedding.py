@@ -105,7 +105,8 @@ class SentenceTransformerEmbedder:
         self._counter: Any = None  # tokenizers.Tokenizer without truncation
         self._truncating: Any = None  # ... and with the model's
         self._window: int | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # loading sentence-transformers
+        self._numpy_lock = threading.Lock()  # loading the NumPy encoder, not behind torch
         self._warming: threading.Thread | None = None
 
     # ----- the model folder and its files ------------------------------------------------
@@ -129,6 +130,11 @@ class SentenceTransformerEmbedder:
                 if self._model is None:
                     os.environ.setdefault("HF_HUB_OFFLINE", "1")
                     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                    # torch's OpenMP threads spin while they wait by default; on cores
+                    # shared with other work that made ingest 25% slower (README: Speed).
+                    # Read once, when the runtime loads: set before torch is imported.
+                    # (generation/llamacpp.py sets it too, for llama.cpp's threads.)
+                    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
                     path = self.path
                     import transformers
                     from sentence_transformers import SentenceTransformer
@@ -152,7 +158,7 @@ class SentenceTransformerEmbedder:
 
     def _encoder(self) -> BertEncoder:
         if self._numpy is None:
-            with self._lock:
+            with self._numpy_lock:
                 if self._numpy is None:
                     from .bert import BertEncoder
 

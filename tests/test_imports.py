@@ -87,3 +87,18 @@ def test_status_and_search_commands_import_no_torch(tmp_path, embedder):
     )
     assert "ragpipe.bert" in loaded  # the query vectors were computed ...
     assert not heavy(loaded)  # ... without torch
+
+
+@pytest.mark.e2e
+def test_torch_loads_with_passive_openmp_waits():
+    """torch's OpenMP threads must not spin: on shared cores that cost ingest a quarter."""
+    code = (
+        "import os\n"
+        "os.environ.pop('OMP_WAIT_POLICY', None)\n"
+        "from ragpipe.embedding import SentenceTransformerEmbedder\n"
+        "e = SentenceTransformerEmbedder()\n"
+        "e.embed(['a text'] * 40)\n"  # more than the NumPy runtime takes: torch loads
+        "assert os.environ['OMP_WAIT_POLICY'] == 'PASSIVE'\n"
+    )
+    loaded = modules_after(code)
+    assert "torch" in loaded
