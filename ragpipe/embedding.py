@@ -190,8 +190,9 @@ class SentenceTransformerEmbedder:
                 self._window = self._max_tokens_setting
             else:
                 st = _json(self.path / "sentence_bert_config.json").get("max_seq_length")
-                if st:
-                    self._window = int(st)
+                positions = _json(self.path / "config.json").get("max_position_embeddings")
+                if st:  # capped by the position embeddings, as sentence-transformers does
+                    self._window = min(int(st), int(positions or st))
                 else:  # as sentence-transformers decides without the setting
                     self._window = int(self._load().max_seq_length)
         return self._window
