@@ -74,6 +74,7 @@ class Pipeline:
         self.store.ann_threshold = self.settings.retrieval.ann_threshold
         self._embedder = embedder
         self._generator = generator
+        self._permissions: tuple[dict, Permissions] | None = None  # (mapping, its rules)
 
     # ----- components (lazy) ----------------------------------------------------------------
     @property
@@ -219,8 +220,14 @@ class Pipeline:
     # ----- who may read what ---------------------------------------------------------------
     @property
     def permissions(self) -> Permissions:
-        """The folder permissions as the settings say now (a changed mapping counts at once)."""
-        return Permissions(self.settings.access.folders)
+        """The folder permissions as the settings say now (a changed mapping counts at once).
+
+        Built again only when the mapping changed: answers and summaries test many paths.
+        """
+        folders = {k: tuple(v) for k, v in self.settings.access.folders.items()}
+        if self._permissions is None or self._permissions[0] != folders:
+            self._permissions = (folders, Permissions(folders))
+        return self._permissions[1]
 
     def can_read(self, path: str) -> bool:
         """True when the viewer may read the document at ``path`` of this index."""
