@@ -105,6 +105,7 @@ class SentenceTransformerEmbedder:
         self._counter: Any = None  # tokenizers.Tokenizer without truncation
         self._truncating: Any = None  # ... and with the model's
         self._window: int | None = None
+        self._dim: int | None = None
         self._lock = threading.Lock()  # loading sentence-transformers
         self._numpy_lock = threading.Lock()  # loading the NumPy encoder, not behind torch
         self._warming: threading.Thread | None = None
@@ -206,16 +207,21 @@ class SentenceTransformerEmbedder:
 
     @property
     def dim(self) -> int:
-        """Vector dimension (from the model's configuration files when they say)."""
-        dim = _card_dim(self.path)
-        if dim:
-            return dim
-        model = self._load()
-        get_dim = (
-            getattr(model, "get_embedding_dimension", None)
-            or model.get_sentence_embedding_dimension
-        )
-        return int(get_dim())
+        """Vector dimension (from the model's configuration files when they say).
+
+        Read once: every ``embed`` call asks for it.
+        """
+        if self._dim is None:
+            dim = _card_dim(self.path)
+            if not dim:
+                model = self._load()
+                get_dim = (
+                    getattr(model, "get_embedding_dimension", None)
+                    or model.get_sentence_embedding_dimension
+                )
+                dim = int(get_dim())
+            self._dim = dim
+        return self._dim
 
     @property
     def max_tokens(self) -> int:
