@@ -214,7 +214,6 @@ def _folder_docs(folder: Path, pipe: Pipeline, where: Filter | None,
 
 def _index_docs(pipe: Pipeline, where: Filter | None) -> list[_Doc]:
     pipe.store.require()
-    where = pipe.readable(where)
     return [_Doc(paths, sha) for sha, paths in pipe.store.contents(where.sql() if where else None)]
 
 
@@ -253,8 +252,9 @@ def run(
     filt = Filter.of(where)
     failed: list[tuple[str, str]] = []
     if folder is None:
+        # only what the viewer may read: like a --where run, the others' are not pruned
+        filt = pipe.readable(filt)
         docs = _index_docs(pipe, filt)
-        filt = pipe.readable(filt)  # not all documents: nothing of the others is pruned
     else:
         docs = _folder_docs(Path(folder), pipe, filt, failed)
     target = SummaryFolder(out or default_out(pipe, folder))
