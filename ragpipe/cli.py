@@ -7,7 +7,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -606,8 +608,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_summarize(args: argparse.Namespace) -> int:
     """Summarize; exit 1 only when no document could be summarized."""
-    from .pipeline import Pipeline
-    from .pipeline.summarize import lower_priority, run_in_own_session
+    from .pipeline.summarize import run_in_own_session
 
     if args.folder is not None and args.index is not None:
         print("ragpipe: error: give a FOLDER or --index NAME, not both", file=sys.stderr)
@@ -615,11 +616,17 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     if args.model:
         args.set.append(f"llm.model={args.model}")
     settings = _settings(args)
-    # The batch yields the CPU to questions asked meanwhile (README: Batch summaries).
+    # The batch yields the CPU to questions asked meanwhile (README: Batch summaries): from
+    # a session of its own, whose errors are reported there as here.
     if settings.summarize.nice > 0:
-        code = run_in_own_session()
-        if code is not None:  # this is the parent: the child in its own session ran it
-            return code
+        return run_in_own_session(lambda: _guarded(lambda: _summarize(args, settings)))
+    return _summarize(args, settings)
+
+
+def _summarize(args: argparse.Namespace, settings: Any) -> int:
+    from .pipeline import Pipeline
+    from .pipeline.summarize import lower_priority
+
     pipe = Pipeline(settings, index=args.index or "default")
     lower_priority(settings.summarize.nice)
     run = pipe.summarize(args.folder, _parse_where(args.where), args.style, args.prompt,
@@ -774,37 +781,18 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ragpipe` command."""
-    def batch_child() -> bool:  # read late: set by run_in_own_session during the command
-        return getattr(sys.modules.get("ragpipe.pipeline.summarize"), "BATCH_CHILD", False)
-
-    try:
-        code = _main(argv)
-    except SystemExit as exc:
-        if not batch_child():
-            raise
-        code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:
-        if not batch_child():
-            raise
-        import traceback
-
-        traceback.print_exc()
-        code = 1
-    if batch_child():  # a batch's own session (run_in_own_session): it ends here, not in a caller
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    args = _parser().parse_args(argv)
+    return _guarded(lambda: COMMANDS[args.command](args))
 
 
-def _main(argv: list[str] | None) -> int:
+def _guarded(run: Callable[[], int]) -> int:
+    """``run()``'s exit code, or one line on stderr and its code for an expected failure."""
     import sqlite3
 
     from .errors import RagpipeError
 
-    args = _parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return run()
     except RagpipeError as exc:
         print(f"ragpipe: error: {_safe(exc)}", file=sys.stderr)
         return 2

@@ -216,15 +216,15 @@ def _autogroups() -> bool:
 CHILD = """
 import os, sys, time
 from ragpipe.pipeline.summarize import lower_priority, run_in_own_session
-code = run_in_own_session()
-if code is not None:
-    print("parent", code, flush=True)
-    sys.exit(0)
-print("child", os.getsid(0) == os.getpid(), lower_priority(5),
-      open("/proc/self/autogroup").read().split()[-1], flush=True)
-if sys.argv[1] == "wait":
-    time.sleep(60)
-os._exit(3)
+
+def batch():
+    print("child", os.getsid(0) == os.getpid(), lower_priority(5),
+          open("/proc/self/autogroup").read().split()[-1], flush=True)
+    if sys.argv[1] == "wait":
+        time.sleep(60)
+    return 3
+
+print("parent", run_in_own_session(batch), flush=True)
 """
 
 

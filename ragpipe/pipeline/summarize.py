@@ -123,22 +123,19 @@ def _own_autogroup() -> bool:
     return _autogroups() and os.getsid(0) == os.getpid()
 
 
-BATCH_CHILD = False  # set in the child of run_in_own_session; cli.main exits it
-
-
-def run_in_own_session() -> int | None:
-    """Go on in a child process that leads a session of its own; return its exit code here.
+def run_in_own_session(run: Callable[[], int]) -> int:
+    """``run()``'s exit code, from a child process that leads a session of its own.
 
     With autogroups the CPU is shared fairly between sessions first (a terminal, the web
     server's service), whatever the niceness, so a batch started beside a serving web app
     took half the CPU at any niceness (README: Batch summaries, sharing the machine). In a
-    session of its own the batch's group can be ranked low. Returns None in the child (it
-    carries on) and where nothing needs doing (no autogroups, already a session leader, or
-    no fork). The parent stays as the terminal's job: Ctrl-C and SIGTERM are passed on, and
+    session of its own the batch's group can be ranked low (``lower_priority``). Where
+    nothing needs doing (no autogroups, already a session leader, no fork) ``run`` runs
+    here. The parent stays as the terminal's job: Ctrl-C and SIGTERM are passed on, and
     the child is killed if the parent is (SIGKILL included), so the run stops as one.
     """
     if not _autogroups() or os.getsid(0) == os.getpid() or not hasattr(os, "fork"):
-        return None
+        return run()
     import signal
     import sys
 
@@ -146,19 +143,26 @@ def run_in_own_session() -> int | None:
     sys.stderr.flush()
     parent = os.getpid()
     pid = os.fork()
-    if pid == 0:
+    if pid == 0:  # the child: run, then end here, never back in the caller's code
+        code = 1
         try:
-            import ctypes
+            try:
+                import ctypes
 
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-        if os.getppid() != parent:
-            os._exit(1)
-        os.setsid()
-        global BATCH_CHILD
-        BATCH_CHILD = True
-        return None
+                ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PDEATHSIG
+            except (OSError, AttributeError):
+                pass
+            if os.getppid() == parent:
+                os.setsid()
+                code = run()
+        except BaseException:  # noqa: BLE001 - shown, then this process ends
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
 
     def _pass_on(signum: int, _frame: object) -> None:
         try:
