@@ -16,6 +16,25 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
+
+
+def web_app_index(monkeypatch, tmp_path: Path, docs: Path, embedder, **env) -> None:  # noqa: ANN001
+    """The web app's settings in the environment and ``docs`` synced into its default index.
+
+    Indexes under ``tmp_path/indexes``, the small SmolLM2 model with a 2,048-token window;
+    ``env`` adds or overrides RAGPIPE_* variables without the prefix (LLM_MAX_TOKENS="32").
+    """
+    from ragpipe.pipeline import Pipeline
+    from ragpipe.settings import load_settings
+
+    base = {"PATHS_INDEXES": tmp_path / "indexes", "PATHS_MODELS": ROOT / "models",
+            "LLM_MODEL": "smollm2-135m", "LLM_N_CTX": "2048"}
+    for key, value in {**base, **env}.items():
+        monkeypatch.setenv(f"RAGPIPE_{key}", str(value))
+    monkeypatch.chdir(ROOT)
+    Pipeline(load_settings(), "default", embedder=embedder).ingest(docs)
+
+
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
 

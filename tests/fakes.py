@@ -69,3 +69,32 @@ class ObedientModel:
     def stream(self, messages, max_tokens: int):  # noqa: ANN001, ANN201
         pieces = [self.text[i : i + 3] for i in range(0, len(self.text), 3)]
         yield from pieces[:max_tokens]
+
+
+class Wrapped:
+    """A real model behind only the generator contract; subclasses watch or change ``stream``.
+
+    ``text_only`` declares no optional capability (the contract's minimum), as a plain
+    server would.
+    """
+
+    def __init__(self, gen, text_only: bool = False) -> None:  # noqa: ANN001
+        self.gen, self.text_only = gen, text_only
+
+    @property
+    def name(self) -> str:
+        return self.gen.name
+
+    @property
+    def n_ctx(self) -> int:
+        return self.gen.n_ctx
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities() if self.text_only else self.gen.capabilities
+
+    def count_prompt_tokens(self, messages) -> int:  # noqa: ANN001
+        return self.gen.count_prompt_tokens(messages)
+
+    def stream(self, messages, max_tokens):  # noqa: ANN001, ANN201
+        return self.gen.stream(messages, max_tokens)

@@ -17,7 +17,7 @@ import re
 from dataclasses import asdict
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, web_app_index
 
 from ragpipe.access import (
     EVERYONE,
@@ -539,14 +539,8 @@ def web(tmp_path, monkeypatch, embedder):
     for rel, text in TEXT.items():
         (docs / rel).parent.mkdir(parents=True, exist_ok=True)
         (docs / rel).write_text(text)
-    monkeypatch.setenv("RAGPIPE_PATHS_INDEXES", str(tmp_path / "indexes"))
-    monkeypatch.setenv("RAGPIPE_PATHS_MODELS", str(ROOT / "models"))
-    monkeypatch.setenv("RAGPIPE_LLM_MODEL", "smollm2-135m")
-    monkeypatch.setenv("RAGPIPE_LLM_N_CTX", "2048")
-    monkeypatch.setenv("RAGPIPE_LLM_MAX_TOKENS", "32")
-    monkeypatch.setenv("RAGPIPE_ACCESS_FOLDERS", toml_table(FOLDERS))
-    monkeypatch.chdir(ROOT)
-    Pipeline(load_settings(), "default", embedder=embedder).ingest(docs)
+    web_app_index(monkeypatch, tmp_path, docs, embedder, LLM_MAX_TOKENS="32",
+                  ACCESS_FOLDERS=toml_table(FOLDERS))
     accts = accounts.for_indexes(tmp_path / "indexes")
     accts.add("ann", PW, admin=True)
     accts.add("bob", PW, groups=["hr"])

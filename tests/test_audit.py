@@ -50,18 +50,11 @@ def test_cli_lists_and_exports(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.e2e
 def test_a_question_in_the_web_app_is_audited(tmp_path, monkeypatch, embedder):
-    from conftest import CORPUS, ROOT
+    from conftest import CORPUS, ROOT, web_app_index
     from streamlit.testing.v1 import AppTest
 
-    from ragpipe.pipeline import Pipeline
-    from ragpipe.settings import load_settings
 
-    monkeypatch.setenv("RAGPIPE_PATHS_INDEXES", str(tmp_path / "indexes"))
-    monkeypatch.setenv("RAGPIPE_PATHS_MODELS", str(ROOT / "models"))
-    monkeypatch.setenv("RAGPIPE_LLM_MODEL", "smollm2-135m")
-    monkeypatch.setenv("RAGPIPE_LLM_N_CTX", "2048")
-    monkeypatch.chdir(ROOT)
-    Pipeline(load_settings(), "default", embedder=embedder).ingest(CORPUS)
+    web_app_index(monkeypatch, tmp_path, CORPUS, embedder)
     at = AppTest.from_file(str(ROOT / "ui" / "app.py"), default_timeout=240).run()
     at.chat_input[0].set_value("Which form do I use to claim travel expenses?").run()
     assert not at.exception, at.exception

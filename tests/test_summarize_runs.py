@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes import Wrapped
 
 from ragpipe import models
 from ragpipe.chunking import Chunker
@@ -53,28 +54,12 @@ def chunks_for(text: str, size: int = 100):
     return Chunker(lambda t: len(t) // 4 + 1, size, 0, size).split(doc)
 
 
-class Recording:
-    """The real model, recording the size of every prompt it is given."""
+class Recording(Wrapped):
+    """The real model, text only, recording the size of every prompt it is given."""
 
     def __init__(self, gen) -> None:  # noqa: ANN001
-        self.gen, self.prompts = gen, []
-
-    @property
-    def n_ctx(self) -> int:
-        return self.gen.n_ctx
-
-    @property
-    def name(self) -> str:
-        return self.gen.name
-
-    @property
-    def capabilities(self):  # noqa: ANN201 - text only: the generator contract's minimum
-        from ragpipe.generation import Capabilities
-
-        return Capabilities()
-
-    def count_prompt_tokens(self, messages) -> int:  # noqa: ANN001
-        return self.gen.count_prompt_tokens(messages)
+        super().__init__(gen, text_only=True)
+        self.prompts: list[int] = []
 
     def stream(self, messages, max_tokens):  # noqa: ANN001, ANN201
         self.prompts.append(self.gen.count_prompt_tokens(messages))

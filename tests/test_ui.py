@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from conftest import CORPUS, ROOT
+from conftest import CORPUS, ROOT, web_app_index
 from streamlit.testing.v1 import AppTest
 
 from ragpipe import appstate
@@ -47,18 +47,10 @@ def page_text(at: AppTest) -> str:
 
 @pytest.fixture
 def ui_env(tmp_path, monkeypatch, embedder):
-    from ragpipe.pipeline import Pipeline
-    from ragpipe.settings import load_settings
 
     docs = tmp_path / "docs"
     shutil.copytree(CORPUS, docs)  # uploads and removals change it
-    monkeypatch.setenv("RAGPIPE_PATHS_INDEXES", str(tmp_path / "indexes"))
-    monkeypatch.setenv("RAGPIPE_PATHS_MODELS", str(ROOT / "models"))
-    monkeypatch.setenv("RAGPIPE_LLM_MODEL", "smollm2-135m")
-    monkeypatch.setenv("RAGPIPE_LLM_N_CTX", "2048")
-    monkeypatch.setenv("RAGPIPE_LLM_MAX_TOKENS", "48")
-    monkeypatch.chdir(ROOT)
-    Pipeline(load_settings(), "default", embedder=embedder).ingest(docs)
+    web_app_index(monkeypatch, tmp_path, docs, embedder, LLM_MAX_TOKENS="48")
     return tmp_path
 
 
@@ -236,8 +228,6 @@ def test_no_index_tells_how_to_build_one(tmp_path, monkeypatch):
 # ----- text from documents, file names and the model is shown as text --------------------------
 def test_document_text_and_file_names_render_inert(tmp_path, monkeypatch, embedder):
     """Payloads in a document and in its file name reach the page only as escaped text."""
-    from ragpipe.pipeline import Pipeline
-    from ragpipe.settings import load_settings
 
     docs = tmp_path / "docs"
     folder = docs / "![x](https:" / "evil.example"  # the path reads ![x](https:/evil.example/…
@@ -245,13 +235,7 @@ def test_document_text_and_file_names_render_inert(tmp_path, monkeypatch, embedd
     (folder / "a.png).txt").write_text("Badges are renewed every year at the front desk.")
     (docs / "<img src=x onerror=alert(1)>.md").write_text(
         "Badge renewal: " + " ".join(PAYLOADS) + " Badges are renewed every year.")
-    monkeypatch.setenv("RAGPIPE_PATHS_INDEXES", str(tmp_path / "indexes"))
-    monkeypatch.setenv("RAGPIPE_PATHS_MODELS", str(ROOT / "models"))
-    monkeypatch.setenv("RAGPIPE_LLM_MODEL", "smollm2-135m")
-    monkeypatch.setenv("RAGPIPE_LLM_N_CTX", "2048")
-    monkeypatch.setenv("RAGPIPE_LLM_MAX_TOKENS", "16")
-    monkeypatch.chdir(ROOT)
-    Pipeline(load_settings(), "default", embedder=embedder).ingest(docs)
+    web_app_index(monkeypatch, tmp_path, docs, embedder, LLM_MAX_TOKENS="16")
 
     at = ask(app(), "How often are badges renewed?")
     shown = [md.value for md in at.markdown] + [c.value for c in at.caption]

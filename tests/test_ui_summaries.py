@@ -14,7 +14,8 @@ import threading
 import time
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, web_app_index
+from fakes import Wrapped
 from streamlit.testing.v1 import AppTest
 from test_ui import PAYLOADS, live
 
@@ -36,26 +37,12 @@ def ui_module(name: str):  # noqa: ANN201
         sys.path.remove(str(ROOT / "ui"))
 
 
-class Counting:
+class Counting(Wrapped):
     """The real model behind only the generator contract, counting its calls."""
 
     def __init__(self, gen) -> None:  # noqa: ANN001
-        self.gen, self.calls = gen, 0
-
-    @property
-    def name(self) -> str:
-        return self.gen.name
-
-    @property
-    def n_ctx(self) -> int:
-        return self.gen.n_ctx
-
-    @property
-    def capabilities(self):  # noqa: ANN201
-        return self.gen.capabilities
-
-    def count_prompt_tokens(self, messages) -> int:  # noqa: ANN001
-        return self.gen.count_prompt_tokens(messages)
+        super().__init__(gen)
+        self.calls = 0
 
     def stream(self, messages, max_tokens):  # noqa: ANN001, ANN201
         self.calls += 1
@@ -65,22 +52,13 @@ class Counting:
 @pytest.fixture
 def env(tmp_path, monkeypatch, embedder):
     """Two documents indexed; settings for the smallest model and short summaries."""
-    from ragpipe.pipeline import Pipeline
-    from ragpipe.settings import load_settings
 
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "parking.txt").write_text(PARKING + "\n")
     (docs / "badges.md").write_text(BADGES + "\n")
-    monkeypatch.setenv("RAGPIPE_PATHS_INDEXES", str(tmp_path / "indexes"))
-    monkeypatch.setenv("RAGPIPE_PATHS_MODELS", str(ROOT / "models"))
-    monkeypatch.setenv("RAGPIPE_LLM_MODEL", "smollm2-135m")
-    monkeypatch.setenv("RAGPIPE_LLM_N_CTX", "2048")
-    monkeypatch.setenv("RAGPIPE_LLM_MAX_TOKENS", "32")
-    monkeypatch.setenv("RAGPIPE_SUMMARIZE_MAX_TOKENS", "64")
-    monkeypatch.setenv("RAGPIPE_SUMMARIZE_ROLLUP", "off")
-    monkeypatch.chdir(ROOT)
-    Pipeline(load_settings(), "default", embedder=embedder).ingest(docs)
+    web_app_index(monkeypatch, tmp_path, docs, embedder, LLM_MAX_TOKENS="32",
+                  SUMMARIZE_MAX_TOKENS="64", SUMMARIZE_ROLLUP="off")
     return tmp_path
 
 
