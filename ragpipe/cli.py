@@ -509,9 +509,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     for m in wanted:
         path = models.prepare(m, settings.paths.models, progress=sys.stderr.isatty())
         print(f"{m.name}: {path} (sha256 verified)")
-    from .embedding import SentenceTransformerEmbedder
+    from .embedding import SentenceTransformerEmbedder, resolve_precision
 
-    emb = SentenceTransformerEmbedder(settings.embedder.model)
+    s = settings.embedder
+    # A new index's document precision; the int8 export is made now, not by the first ingest.
+    emb = SentenceTransformerEmbedder(
+        s.model, s.batch_size, s.max_tokens, resolve_precision(s.precision, s.model, None)
+    )
+    emb.prepare()
     print(f"embedder {emb.name}: ready")
     return 0
 

@@ -21,6 +21,7 @@ from .errors import ModelNotFound
 
 if TYPE_CHECKING:
     from .bert import BertEncoder
+    from .int8 import Int8Encoder
 
 MINILM = "minilm"
 
@@ -78,8 +79,31 @@ def resolve_model_path(model: str) -> Path:
     return path
 
 
+def resolve_precision(setting: str, model: str, recorded: str | None) -> str:
+    """The precision of document vectors: "fp32" or "int8" (``embedder.precision``).
+
+    "auto" follows what an existing index recorded (so an index built before int8 keeps
+    its float32 vectors and its searches work as before), and for a new index takes int8
+    when the model can be exported (a BERT with mean pooling, as ``bert.py`` computes)
+    and ONNX Runtime is installed, float32 otherwise.
+    """
+    if setting != "auto":
+        return setting
+    if recorded:
+        return "int8" if recorded.endswith(_int8_suffix()) else "fp32"
+    from . import bert, int8
+
+    return "int8" if bert.supported(resolve_model_path(model)) and int8.available() else "fp32"
+
+
+def _int8_suffix() -> str:
+    from .int8 import SUFFIX
+
+    return SUFFIX
+
+
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model from a local folder (no hub access), two runtimes.
+    """A sentence-transformers model from a local folder (no hub access), three runtimes.
 
     Queries and small batches (up to ``numpy_max_batch`` texts) run the NumPy encoder
     of ``bert.py`` when the model is one it computes (a BERT with mean pooling, as the
@@ -89,18 +113,28 @@ class SentenceTransformerEmbedder:
     Both compute the same float32 function (tests/test_bert.py), so an index records
     one embedder name whichever runtime made a vector. Token counting, the window and
     the dimension come from the model's files (``tokenizers``), without either runtime.
+
+    With ``precision="int8"`` documents go through the model's int8 export under ONNX
+    Runtime (``int8.py``), whatever their number, and questions keep the float32 NumPy
+    encoder; the name says so (``all-MiniLM-L6-v2+int8``).
     """
 
     # Up to this many texts go through the NumPy encoder (when the model allows).
     numpy_max_batch = 16
 
-    def __init__(self, model: str = MINILM, batch_size: int = 32, max_tokens: int = 0) -> None:
+    def __init__(self, model: str = MINILM, batch_size: int = 32, max_tokens: int = 0,
+                 precision: str = "fp32") -> None:
+        if precision not in ("fp32", "int8"):
+            raise ValueError(f"precision must be fp32 or int8, not {precision!r}")
         self.model_spec = model
+        self.precision = precision
         self.batch_size = batch_size
         self._max_tokens_setting = max_tokens
         self._path: Path | None = None
         self._model = None
         self._numpy: BertEncoder | None = None
+        self._int8: Int8Encoder | None = None
+        self._int8_lock = threading.Lock()
         self._numpy_ok: bool | None = None
         self._counter: Any = None  # tokenizers.Tokenizer without truncation
         self._truncating: Any = None  # ... and with the model's
@@ -166,18 +200,50 @@ class SentenceTransformerEmbedder:
                     self._numpy = BertEncoder(self.path, self._seq_length())
         return self._numpy
 
-    def warm_up(self) -> None:
-        """Start loading the batch runtime (sentence-transformers) in a background thread.
+    def _int8_encoder(self) -> Int8Encoder:
+        """The int8 export under ONNX Runtime, exported first if it is not cached yet."""
+        if self._int8 is None:
+            with self._int8_lock:
+                if self._int8 is None:
+                    from . import bert, int8
 
-        A sync calls it before parsing, so torch's import overlaps reading the first
-        files; ``embed`` waits for it. Errors surface on first use, not here.
+                    if not bert.supported(self.path):
+                        raise ModelNotFound(
+                            f"embedder.precision = \"int8\" needs a BERT model with mean "
+                            f"pooling in model.safetensors; {self.path} is not one: set "
+                            "embedder.precision = \"fp32\""
+                        )
+                    if not int8.available():
+                        raise ModelNotFound(
+                            "embedder.precision = \"int8\" needs onnxruntime: run `make "
+                            "install`, or set embedder.precision = \"fp32\""
+                        )
+                    base = self._base_name()
+                    path = int8.ensure(self.path, base, self._seq_length())
+                    self._int8 = int8.Int8Encoder(path, self.path, self._seq_length())
+        return self._int8
+
+    def prepare(self) -> None:
+        """Make what document embedding needs ready (the int8 export, when int8)."""
+        if self.precision == "int8":
+            self._int8_encoder()
+
+    def warm_up(self) -> None:
+        """Start loading the batch runtime in a background thread.
+
+        A sync calls it before parsing, so the runtime's import (torch, or ONNX Runtime
+        and the int8 export) overlaps reading the first files; ``embed`` waits for it.
+        Errors surface on first use, not here.
         """
-        if self._model is not None or self._warming is not None:
+        if self._model is not None or self._int8 is not None or self._warming is not None:
             return
 
         def load() -> None:
             try:
-                self._load()
+                if self.precision == "int8":
+                    self._int8_encoder()
+                else:
+                    self._load()
             except Exception:  # noqa: BLE001 - reported by the first embed() instead
                 pass
 
@@ -198,12 +264,15 @@ class SentenceTransformerEmbedder:
                     self._window = int(self._load().max_seq_length)
         return self._window
 
-    @property
-    def name(self) -> str:
-        """The model's name, known without loading it (recorded in and checked against indexes)."""
+    def _base_name(self) -> str:
         if self.model_spec == MINILM:
             return "all-MiniLM-L6-v2"
         return Path(self.model_spec).expanduser().resolve().name
+
+    @property
+    def name(self) -> str:
+        """The model's name and variant, known without loading it (recorded in indexes)."""
+        return self._base_name() + (_int8_suffix() if self.precision == "int8" else "")
 
     @property
     def dim(self) -> int:
@@ -249,6 +318,28 @@ class SentenceTransformerEmbedder:
         Each batch holds texts of similar length (sorted by length, results put back in
         order), so little of the model's work goes to padding.
         """
+        if self.precision == "int8":
+            return self._int8_vectors(texts, progress)
+        return self._fp32_vectors(texts, progress)
+
+    def _int8_vectors(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None
+    ) -> np.ndarray:
+        if self._warming is not None:
+            self._warming.join()
+        encoder = self._int8_encoder()
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
+        for i in range(0, len(texts), self.batch_size):
+            rows = order[i : i + self.batch_size]
+            out[rows] = encoder.encode_texts([texts[j] for j in rows])
+            if progress:
+                progress(len(rows))
+        return out
+
+    def _fp32_vectors(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None
+    ) -> np.ndarray:
         if len(texts) <= self.numpy_max_batch and self._uses_numpy():
             out = self._encoder_vectors(texts)
             if progress and len(texts):
@@ -292,8 +383,8 @@ class SentenceTransformerEmbedder:
             return encoder.encode(ids)
 
     def embed_query(self, text: str) -> np.ndarray:
-        """One normalized query vector."""
-        return self.embed([text])[0]
+        """One normalized query vector, float32 whatever the documents' precision."""
+        return self._fp32_vectors([text], None)[0]
 
 
 def _json(path: Path) -> dict:

@@ -49,6 +49,10 @@ class EmbedderSettings:
     batch_size: int = 32
     # Window of the model in tokens; 0 = read it from the model (max_seq_length).
     max_tokens: int = 0
+    # Documents' vectors: "int8" (the model's int8 export under ONNX Runtime, README: Speed),
+    # "fp32", or "auto": what an existing index recorded, int8 for a new one when the model
+    # allows. Questions are embedded at float32 either way.
+    precision: str = "auto"
 
 
 @dataclass
@@ -268,6 +272,7 @@ class Settings:
 _RULES: tuple[tuple[str, typing.Callable[[Any], bool], str], ...] = (
     ("embedder.batch_size", lambda v: v >= 1, "at least 1"),
     ("embedder.max_tokens", lambda v: v >= 0, "0 (the model's window) or more"),
+    ("embedder.precision", lambda v: v in ("auto", "fp32", "int8"), "auto, fp32 or int8"),
     ("chunking.size", lambda v: v >= 1, "at least 1"),
     ("chunking.overlap", lambda v: v >= 0, "0 or more"),
     ("llm.n_ctx", lambda v: v >= 1, "at least 1"),

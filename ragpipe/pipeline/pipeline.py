@@ -81,10 +81,14 @@ class Pipeline:
     def embedder(self) -> Embedder:
         """The configured embedder (model loads on first use)."""
         if self._embedder is None:
-            from ..embedding import SentenceTransformerEmbedder
+            from ..embedding import SentenceTransformerEmbedder, resolve_precision
 
             s = self.settings.embedder
-            self._embedder = SentenceTransformerEmbedder(s.model, s.batch_size, s.max_tokens)
+            recorded = self.store.meta().get("embedder") if self.store.exists() else None
+            precision = resolve_precision(s.precision, s.model, recorded)
+            self._embedder = SentenceTransformerEmbedder(
+                s.model, s.batch_size, s.max_tokens, precision
+            )
         return self._embedder
 
     def model_name(self) -> str:
