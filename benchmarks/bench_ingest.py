@@ -1,6 +1,7 @@
 """Ingest speed beside the LangChain textbook pipeline, on the same folder, whole processes.
 
-usage: python benchmarks/bench_ingest.py [--files 600] [--runs 3] [--lc-python PATH]
+usage: python benchmarks/bench_ingest.py [--files 600] [--runs 3] [--precisions int8,fp32]
+                                        [--lc-python PATH]
 
 The folder is the first ``--files`` SQuAD v1.1 paragraphs (../shared/data), one text file
 each. Each run starts a fresh process for each side, interleaved (the order alternates
@@ -9,7 +10,9 @@ processes included) and peak resident memory (its largest process); the medians 
 printed with their ratio, with the load average before and after (the machine may be
 shared).
 
-ragpipe: ``python -m ragpipe ingest FOLDER`` into a new index.
+ragpipe: ``python -m ragpipe --set embedder.precision=P ingest FOLDER`` into a new index,
+once per precision in ``--precisions`` (int8: the cached int8 export, made once by
+``ragpipe models prepare``; fp32: sentence-transformers on torch).
 LangChain, as its tutorials write it: DirectoryLoader(TextLoader) ->
 RecursiveCharacterTextSplitter(1000, 200) -> HuggingFaceEmbeddings(all-MiniLM-L6-v2) ->
 FAISS.from_documents, the index kept in memory (not saved). Its environment is a
@@ -97,6 +100,8 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=600)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--squad", type=Path, default=SQUAD)
+    ap.add_argument("--precisions", default="int8,fp32",
+                    help="ragpipe's embedder.precision values to run, comma-separated")
     ap.add_argument("--lc-python", type=Path, default=LC_PYTHON,
                     help="python of the LangChain venv (see the module docstring)")
     args = ap.parse_args()
@@ -116,13 +121,16 @@ def main() -> None:
         env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                     "PYTHONPATH": str(ROOT)})
         load_before = os.getloadavg()
-        results: dict[str, list[dict]] = {"ragpipe": [], "langchain": []}
+        names = [f"ragpipe-{p}" for p in args.precisions.split(",")] + ["langchain"]
+        results: dict[str, list[dict]] = {name: [] for name in names}
         for run in range(args.runs):
-            sides = ["ragpipe", "langchain"] if run % 2 == 0 else ["langchain", "ragpipe"]
-            for side in sides:
-                if side == "ragpipe":
-                    cmd = [sys.executable, "-m", "ragpipe", "ingest", str(folder),
-                           "--index", f"run{run}"]
+            shift = run % len(names)  # each side takes each place in the order in turn
+            for side in names[shift:] + names[:shift]:
+                if side.startswith("ragpipe"):
+                    precision = side.split("-", 1)[1]
+                    cmd = [sys.executable, "-m", "ragpipe", "--set",
+                           f"embedder.precision={precision}", "ingest", str(folder),
+                           "--index", f"run{run}-{precision}"]
                     r = run_child(cmd, {**env, "RAGPIPE_PATHS_INDEXES": str(tmp / "idx")}, tmp)
                     m = re.search(r"chunks \+(\d+)", r["out"])
                 else:
@@ -131,7 +139,7 @@ def main() -> None:
                     m = re.search(r"chunks (\d+)", r["out"])
                 r["chunks"] = int(m.group(1)) if m else -1
                 results[side].append(r)
-                print(f"run {run + 1} {side:<9} wall {r['wall']:6.1f} s  cpu {r['cpu']:6.1f} s  "
+                print(f"run {run + 1} {side:<12} wall {r['wall']:6.1f} s  cpu {r['cpu']:6.1f} s  "
                       f"peak RSS {r['rss']:6.0f} MiB  chunks {r['chunks']}", flush=True)
         load_after = os.getloadavg()
     finally:
@@ -143,15 +151,16 @@ def main() -> None:
     print(f"\n{n} SQuAD paragraphs as text files, median of {args.runs} interleaved runs; "
           f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
           f"({os.cpu_count()} CPUs)")
-    print(f"{'':<10} {'wall s':>8} {'CPU s':>8} {'peak RSS MiB':>13} {'chunks':>7}")
+    print(f"{'':<13} {'wall s':>8} {'CPU s':>8} {'peak RSS MiB':>13} {'chunks':>7}")
     for side in results:
-        print(f"{side:<10} {med(side, 'wall'):8.1f} {med(side, 'cpu'):8.1f} "
+        print(f"{side:<13} {med(side, 'wall'):8.1f} {med(side, 'cpu'):8.1f} "
               f"{med(side, 'rss'):13.0f} {med(side, 'chunks'):7.0f}")
-    print(f"ragpipe / LangChain: wall {med('ragpipe', 'wall') / med('langchain', 'wall'):.2f}x, "
-          f"CPU {med('ragpipe', 'cpu') / med('langchain', 'cpu'):.2f}x, "
-          f"peak RSS {med('ragpipe', 'rss') / med('langchain', 'rss'):.2f}x "
-          f"(LangChain takes {med('langchain', 'wall') / med('ragpipe', 'wall'):.2f}x "
-          "ragpipe's wall time)")
+    for side in names[:-1]:
+        print(f"{side} / LangChain: wall {med(side, 'wall') / med('langchain', 'wall'):.2f}x, "
+              f"CPU {med(side, 'cpu') / med('langchain', 'cpu'):.2f}x, "
+              f"peak RSS {med(side, 'rss') / med('langchain', 'rss'):.2f}x "
+              f"(LangChain takes {med('langchain', 'wall') / med(side, 'wall'):.2f}x "
+              f"{side}'s wall time)")
 
 
 if __name__ == "__main__":

@@ -102,3 +102,22 @@ def test_torch_loads_with_passive_openmp_waits():
     )
     loaded = modules_after(code)
     assert "torch" in loaded
+
+
+@pytest.mark.e2e
+def test_an_int8_ingest_imports_no_torch(tmp_path):
+    """With the int8 export cached (``ragpipe models prepare``), ingest runs on ONNX Runtime."""
+    from ragpipe.embedding import SentenceTransformerEmbedder
+
+    SentenceTransformerEmbedder(precision="int8").prepare()  # cached, or exported now
+    indexes = tmp_path / "indexes"
+    loaded = modules_after(
+        "import contextlib, io\n"
+        "from ragpipe.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert main(['--set', 'embedder.precision=int8', 'ingest', {str(CORPUS)!r}, "
+        "'--index', 'q']) == 0\n",
+        {"RAGPIPE_PATHS_INDEXES": str(indexes)}, tmp_path,
+    )
+    assert "onnxruntime" in loaded
+    assert not heavy(loaded)
