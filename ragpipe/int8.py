@@ -102,24 +102,48 @@ def export(folder: Path, dest: Path, window: int) -> None:
     Needs torch, sentence-transformers, onnx and onnxruntime (all dependencies); takes
     about half a minute for MiniLM.
     """
-    import torch
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    model = _load(folder)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".export-") as tmp:
+        f32, q8 = Path(tmp) / "f32.onnx", Path(tmp) / "int8.onnx"
+        export_float32(model, f32)
+        quantize(f32, q8)
+        encoder = Int8Encoder(q8, folder, window, threads=1)
+        got = encoder.encode_texts(list(CHECK_TEXTS))
+        want = model.encode(list(CHECK_TEXTS), normalize_embeddings=True, convert_to_numpy=True)
+        lowest = float((got * want).sum(axis=1).min())
+        if lowest < MIN_COSINE:
+            raise ModelNotFound(
+                f"the int8 export of {folder} is too far from its float32 vectors (lowest "
+                f"cosine {lowest:.3f} < {MIN_COSINE}): set embedder.precision = \"fp32\""
+            )
+        os.replace(q8, dest)
+
+
+def _load(folder: Path) -> Any:
+    """The sentence-transformers model in ``folder``, on torch, offline."""
     import transformers
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from sentence_transformers import SentenceTransformer
 
     transformers.logging.disable_progress_bar()
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+        return SentenceTransformer(str(folder), device="cpu", local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - the library raises several types
         raise ModelNotFound(f"cannot load embedder from {folder}: {exc}") from None
+
+
+def export_float32(model: Any, path: Path) -> None:
+    """The model's encoder with mean pooling and L2 normalization as a float32 ONNX graph.
+
+    Inputs ``input_ids`` and ``attention_mask`` (batch x tokens, int64), output
+    ``embedding`` (batch x dim), as sentence-transformers computes it.
+    """
+    import torch
+
     bert: Any = model[0].auto_model
     bert.eval()
 
     class Pooled(torch.nn.Module):
-        """The encoder with mean pooling and L2 normalization, as sentence-transformers does."""
-
         def __init__(self, inner: Any) -> None:
             super().__init__()
             self.inner = inner
@@ -135,33 +159,32 @@ def export(folder: Path, dest: Path, window: int) -> None:
     ids = torch.ones(2, 8, dtype=torch.long)
     axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
             "embedding": {0: "batch"}}
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".export-") as tmp:
-        f32, q8 = Path(tmp) / "f32.onnx", Path(tmp) / "int8.onnx"
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)  # the quantizer's advice on pre-processing
-        try:
-            with warnings.catch_warnings(), torch.no_grad():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    Pooled(bert), (ids, torch.ones_like(ids)), str(f32),
-                    input_names=["input_ids", "attention_mask"], output_names=["embedding"],
-                    dynamic_axes=axes, opset_version=17, dynamo=False,
-                )
-                quantize_dynamic(str(f32), str(q8), weight_type=QuantType.QInt8,
-                                 per_channel=True)
-        finally:
-            root.setLevel(level)
-        encoder = Int8Encoder(q8, folder, window, threads=1)
-        got = encoder.encode_texts(list(CHECK_TEXTS))
-        want = model.encode(list(CHECK_TEXTS), normalize_embeddings=True, convert_to_numpy=True)
-        lowest = float((got * want).sum(axis=1).min())
-        if lowest < MIN_COSINE:
-            raise ModelNotFound(
-                f"the int8 export of {folder} is too far from its float32 vectors (lowest "
-                f"cosine {lowest:.3f} < {MIN_COSINE}): set embedder.precision = \"fp32\""
-            )
-        os.replace(q8, dest)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter's notes on traced control flow
+        torch.onnx.export(
+            Pooled(bert), (ids, torch.ones_like(ids)), str(path),
+            input_names=["input_ids", "attention_mask"], output_names=["embedding"],
+            dynamic_axes=axes, opset_version=17, dynamo=False,
+        )
+
+
+def quantize(src: Path, dst: Path, **options: Any) -> None:
+    """Dynamic int8 quantization of a float32 graph's matrix weights.
+
+    ragpipe's recipe is the default: signed int8 weights, one scale per output channel
+    (per-tensor scales lost much more: README: Speed); ``options`` go to ONNX Runtime's
+    ``quantize_dynamic`` for comparisons (benchmarks/bench_int8.py).
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer's advice on pre-processing
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
+                         **{"per_channel": True, **options})
+    finally:
+        root.setLevel(level)
 
 
 class Int8Encoder:
