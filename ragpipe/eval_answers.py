@@ -126,9 +126,10 @@ def ensure_index(pipeline_factory: Callable[[str], Any], dataset: Path,
     """A Pipeline over the dataset's paragraphs, built (or reused) with ``Pipeline.sync``."""
     ds = load_squad(Path(dataset))
     probe = pipeline_factory("default")
-    name = index_name_for(ds, probe.embedder.name, probe.recipe(), True)
+    fresh = probe.embedder_for_new_index()
+    name = index_name_for(ds, fresh.name, probe.recipe(), True)
     pipe = pipeline_factory(name)
-    pipe._embedder = probe.embedder  # share the loaded model
+    pipe._embedder = fresh  # share the loaded model
     folder = pipe.settings.paths.indexes / ".eval-corpora" / name
     assert ds.docs is not None
     write_corpus(ds.docs, folder, True)

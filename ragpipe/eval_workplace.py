@@ -197,8 +197,9 @@ def ensure_index(
             "documents with --index"
         )
     probe = factory("default")
-    pipe = factory(index_name(dataset, probe.embedder.name, probe.recipe()))
-    pipe._embedder = probe.embedder  # share the loaded model
+    fresh = probe.embedder_for_new_index()
+    pipe = factory(index_name(dataset, fresh.name, probe.recipe()))
+    pipe._embedder = fresh  # share the loaded model
     pipe.sync(folder, command="eval", progress=progress)
     return pipe
 

@@ -358,8 +358,12 @@ def prepare_index(
         pipe.store.meta()  # raises IndexNotFound with the command to build it
         return pipe, (lambda path: path), 0.0
     probe = Pipeline(settings, "default", embedder=embedder)
-    name = index or index_name_for(ds, probe.embedder.name, probe.recipe(), with_titles)
-    pipe = Pipeline(settings, name, embedder=probe.embedder)
+    if index:
+        name, pipe = index, Pipeline(settings, index, embedder=embedder)
+    else:
+        fresh = probe.embedder_for_new_index()
+        name = index_name_for(ds, fresh.name, probe.recipe(), with_titles)
+        pipe = Pipeline(settings, name, embedder=fresh)
     pipe.store.ann_threshold = settings.retrieval.ann_threshold
     folder = settings.paths.indexes / ".eval-corpora" / name
     t0 = time.monotonic()

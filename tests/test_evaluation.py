@@ -175,7 +175,7 @@ def run_eval(args, capsys):
 
 
 @pytest.mark.e2e
-def test_eval_beir_and_squad_end_to_end(eval_env, capsys, embedder):
+def test_eval_beir_and_squad_end_to_end(eval_env, capsys):
     beir = eval_env / "beir"
     write_beir(beir, TOPICS, {k: v for k, v in QUESTIONS.items()},
                [(k, k, 1) for k in QUESTIONS], split="dev")
@@ -198,7 +198,8 @@ def test_eval_beir_and_squad_end_to_end(eval_env, capsys, embedder):
     from ragpipe.evaluation import run_retrieval_eval
     from ragpipe.settings import load_settings
 
-    (again,) = run_retrieval_eval(load_settings(), beir, "dev", ["bm25"], embedder=embedder)
+    # (the settings' embedder, as the command's: the index is named after it)
+    (again,) = run_retrieval_eval(load_settings(), beir, "dev", ["bm25"])
     assert again.index == index and again.metrics["ndcg@10"] == pytest.approx(
         reports[1]["metrics"]["ndcg@10"], abs=1e-4)
     assert sorted((eval_env / "indexes" / index).glob("vectors-*.faiss")) == gens

@@ -73,6 +73,7 @@ class Pipeline:
         self.store = store or Store(self.settings.index_dir(index))
         self.store.ann_threshold = self.settings.retrieval.ann_threshold
         self._embedder = embedder
+        self._given_embedder = embedder
         self._generator = generator
         self._permissions: tuple[dict, Permissions] | None = None  # (mapping, its rules)
 
@@ -81,15 +82,28 @@ class Pipeline:
     def embedder(self) -> Embedder:
         """The configured embedder (model loads on first use)."""
         if self._embedder is None:
-            from ..embedding import SentenceTransformerEmbedder, resolve_precision
-
-            s = self.settings.embedder
             recorded = self.store.meta().get("embedder") if self.store.exists() else None
-            precision = resolve_precision(s.precision, s.model, recorded)
-            self._embedder = SentenceTransformerEmbedder(
-                s.model, s.batch_size, s.max_tokens, precision
-            )
+            self._embedder = self._configured_embedder(recorded)
         return self._embedder
+
+    def embedder_for_new_index(self) -> Embedder:
+        """The embedder these settings give an index that does not exist yet.
+
+        Evaluations name their index after it. It can differ from ``embedder``: with
+        ``embedder.precision = "auto"`` an existing index keeps the precision it recorded.
+        """
+        if self._embedder is not None and not self.store.exists():
+            return self._embedder
+        if self._given_embedder is not None:  # one passed in code (tests, benchmarks)
+            return self._given_embedder
+        return self._configured_embedder(None)
+
+    def _configured_embedder(self, recorded: str | None) -> Embedder:
+        from ..embedding import SentenceTransformerEmbedder, resolve_precision
+
+        s = self.settings.embedder
+        precision = resolve_precision(s.precision, s.model, recorded)
+        return SentenceTransformerEmbedder(s.model, s.batch_size, s.max_tokens, precision)
 
     def model_name(self) -> str:
         """The answer model's name as its generator reports it, without building it."""
