@@ -292,6 +292,49 @@ def test_copy_constraint_starts_spans_at_words_only():
     assert CopyConstraint(["economy"]).choose([(1, "nomy")]) is None
 
 
+PASSAGE = ("Business class is allowed only when the scheduled flight time of a single leg "
+           "is more than 6 hours. Premium economy may be booked for shorter legs.")
+
+
+def _decode(c, wishes):
+    """Feed the constraint one ranked list per step; the text it lets through."""
+    out = ""
+    for ranked in wishes:
+        tok = c.choose(list(enumerate(ranked)))
+        if tok is None:
+            break
+        out += ranked[tok]
+    return out
+
+
+def test_a_yes_no_answer_copies_its_whole_deciding_sentence():
+    from ragpipe.generation import CopyConstraint
+
+    # After "allowed" the model would rather cite; the copy goes on for a yes/no question.
+    steps = [["Business"], [" class"], [" is"], [" allowed"]]
+    steps += [[" [", " only"], [" [", " when"]]
+    steps += [[w] for w in (" the", " scheduled", " flight", " time", " of", " a", " single",
+                            " leg", " is", " more", " than", " 6", " hours", ".")]
+    steps += [[" [", " Premium"], ["1"], ["].", "]"], ["."]]
+    whole = _decode(CopyConstraint([PASSAGE], whole_sentence=True), steps)
+    assert whole == ("Business class is allowed only when the scheduled flight time of a "
+                     "single leg is more than 6 hours. [1]")
+    # Without it (a span question), the span ends where the model wants to cite.
+    span = steps[:5] + [["1"], ["].", "]"], ["."]]
+    assert _decode(CopyConstraint([PASSAGE]), span) == "Business class is allowed [1]"
+
+
+def test_an_opened_citation_marker_is_closed():
+    from ragpipe.generation import CopyConstraint
+
+    c = CopyConstraint([PASSAGE])
+    text = _decode(c, [["Business"], [" class"], [" [", " is"], ["1"], ["].", "]"], ["\n"]])
+    assert text == "Business class [1]"
+    # Nothing to close: a token that is not a marker ends the answer as before.
+    c = CopyConstraint([PASSAGE])
+    assert _decode(c, [["Business"], [" [", " class"], ["2"], ["]"], [" and"]]) == "Business [2]"
+
+
 def test_a_list_number_is_not_a_claim_a_passage_number_can_support():
     """'1. The United States [1]' must not be backed by the '1' of 'Tier 1'."""
     hits = [page_hit(1, PAGE)]

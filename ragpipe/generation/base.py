@@ -71,6 +71,7 @@ class Generator(Protocol):
         copy_from: Sequence[str] = (),
         refusal: str = "",
         report: dict[str, float] | None = None,
+        whole_sentence: bool = False,
     ) -> Iterator[tuple[str, float]]:
         """Yield (text piece, log-probability of its token); see LlamaCppGenerator."""
         ...

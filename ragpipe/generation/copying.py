@@ -51,16 +51,23 @@ class CopyConstraint:
     starts at a word is taken.
     The span ends when the model itself would rather cite (``[``), break the line or
     stop, or after one sentence; then only citation markers ("[1]", "[2, 3]") may follow.
+    With ``whole_sentence`` (a yes/no question, whose answer is the deciding sentence)
+    a wish to cite or break the line does not end the span before its sentence ends:
+    "Business class is allowed" is not the answer when the passage goes on "only when
+    the flight is over 6 hours". A citation marker the model opened is closed when it
+    would rather write "]" with more after it ("]." as one token).
     """
 
     candidates = 64
     max_tail = 8  # tokens of citation markers after the span
 
-    def __init__(self, sources: Sequence[str]) -> None:
+    def __init__(self, sources: Sequence[str], whole_sentence: bool = False) -> None:
         self.sources = [plain(s) for s in sources]
+        self.whole_sentence = whole_sentence
         self.span = ""  # normalized copied text so far
         self.raw = ""  # the same, as written
         self.tail = -1  # -1 while copying, then the number of citation tokens written
+        self.marks = ""  # the citation markers written
 
     def _fits(self, piece: str) -> str | None:
         if not piece or "\n" in piece or "\ufffd" in piece:
@@ -80,6 +87,8 @@ class CopyConstraint:
             # one sentence at most: a full stop after a lower-case word ends the span
             # ("J.I." or "U.S." do not)
             end = self.raw.rstrip()
+            if self.whole_sentence and end[-1:] not in (".", "!", "?"):
+                wants_end = False  # the deciding sentence goes on: keep copying it
             wants_end |= (
                 end[-1:] in (".", "!", "?") and end[-2:-1].isalnum()
                 and not end[-2:-1].isupper() and first_text[:1] == " "
@@ -98,7 +107,14 @@ class CopyConstraint:
             return None
         if _CITE_CHARS.match(first_text):
             self.tail += 1
+            self.marks += first_text
             return first_tok
+        if self.marks.count("[") > self.marks.count("]"):
+            for tok, text in ranked:  # close the marker ("[1" then "]." -> "[1]")
+                if text.strip() == "]":
+                    self.tail += 1
+                    self.marks += text
+                    return tok
         return None
 
 

@@ -200,12 +200,14 @@ class LlamaCppGenerator:
         copy_from: Sequence[str] = (),
         refusal: str = "",
         report: dict[str, float] | None = None,
+        whole_sentence: bool = False,
     ) -> Iterator[tuple[str, float]]:
         """Greedy decoding that yields (text piece, log-probability of its token).
 
         The log-probabilities give a free confidence signal for the answer. With
         ``copy_from``, decoding is copy-constrained (see CopyConstraint): the answer is a
-        verbatim span of one of those texts, optionally followed by citation markers.
+        verbatim span of one of those texts, optionally followed by citation markers
+        (with ``whole_sentence``, a span runs to the end of its sentence).
         ``refusal`` names the reply the prompt allows when there is no answer (e.g.
         "Not found"): the probability of its first token at the first step is written to
         ``report["refusal_p"]`` (a free answerability signal), and under the copy
@@ -221,7 +223,7 @@ class LlamaCppGenerator:
         tokens, stop = self._checked_render(messages, max_tokens)
         llm = self._load()
         vocab = self._vocab
-        copy = CopyConstraint(copy_from) if copy_from else None
+        copy = CopyConstraint(copy_from, whole_sentence) if copy_from else None
         refuse = sorted(self._first_tokens(llm, variants(refusal))) if refusal else []
         state: dict[str, Any] = {"step": 0, "logprob": 0.0, "end": False}
 

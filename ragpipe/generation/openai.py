@@ -307,11 +307,12 @@ class OpenAIGenerator:
         copy_from: Sequence[str] = (),
         refusal: str = "",
         report: dict[str, float] | None = None,
+        whole_sentence: bool = False,
     ) -> Iterator[tuple[str, float]]:
         """Yield (text piece, log-probability); NaN where the server gives none.
 
-        ``copy_from``, ``refusal`` and ``report`` are not used: decoding is the server's
-        (Capabilities.copy_constraint is False).
+        ``copy_from``, ``refusal``, ``report`` and ``whole_sentence`` are not used: decoding
+        is the server's (Capabilities.copy_constraint is False).
         """
         body = self._body(messages, max_tokens, stream=True, logprobs=True)
         reasoning = False

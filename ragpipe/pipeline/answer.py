@@ -33,6 +33,7 @@ from ..prompts import (
     FittedPrompt,
     cited_numbers,
     compose_judge_messages,
+    is_yes_no,
     judge_messages,
     remove_invalid_citations,
 )
@@ -117,6 +118,7 @@ class AnswerStream:
                 self.fitted.messages, room,
                 copy_from=[h.text for h in self.hits] if copy else (),
                 refusal=REFUSAL if copy else "", report=self._report,
+                whole_sentence=copy and is_yes_no(self.question),
             )
         else:
             self._degraded.append(DEGRADED["logprobs"])
