@@ -382,6 +382,12 @@ class SentenceTransformerEmbedder:
         with threadpool_limits(1, user_api="blas"):
             return encoder.encode(ids)
 
+    def embed_float32(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Embed at float32 whatever the documents' precision (the units an answer composes)."""
+        return self._fp32_vectors(texts, progress)
+
     def embed_query(self, text: str) -> np.ndarray:
         """One normalized query vector, float32 whatever the documents' precision."""
         return self._fp32_vectors([text], None)[0]

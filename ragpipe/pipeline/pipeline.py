@@ -369,7 +369,11 @@ class Pipeline:
 
         words = list(dict.fromkeys(content_words(question)))
         counts, n = self.store.term_counts(words)
-        return compose(question, passages, self.embedder.embed,
+        # Units (sentences, list items) are scored against the float32 question at float32:
+        # an int8 vector of a short sentence is noticeably further from its float32 one
+        # than a passage's is, and only the search index gains from int8's speed.
+        embed = getattr(self.embedder, "embed_float32", self.embedder.embed)
+        return compose(question, passages, embed,
                        lambda text: embed_query(self.embedder, text),
                        idf_weights(words, counts, n))
 
