@@ -327,12 +327,20 @@ class SentenceTransformerEmbedder:
     ) -> np.ndarray:
         if self._warming is not None:
             self._warming.join()
-        encoder = self._int8_encoder()
+        return self._batched(texts, self._int8_encoder().encode_texts, progress)
+
+    def _batched(
+        self,
+        texts: Sequence[str],
+        encode: Callable[[list[str]], np.ndarray],
+        progress: Callable[[int], None] | None,
+    ) -> np.ndarray:
+        """``encode`` over batches of similar length (longest first); rows in input order."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
         for i in range(0, len(texts), self.batch_size):
             rows = order[i : i + self.batch_size]
-            out[rows] = encoder.encode_texts([texts[j] for j in rows])
+            out[rows] = encode([texts[j] for j in rows])
             if progress:
                 progress(len(rows))
         return out
@@ -348,21 +356,12 @@ class SentenceTransformerEmbedder:
         if self._warming is not None:
             self._warming.join()
         model = self._load()
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
-        for i in range(0, len(texts), self.batch_size):
-            rows = order[i : i + self.batch_size]
-            vecs = model.encode(
-                [texts[j] for j in rows],
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-            out[rows] = vecs
-            if progress:
-                progress(len(rows))
-        return out
+
+        def encode(batch: list[str]) -> np.ndarray:
+            return model.encode(batch, batch_size=self.batch_size, normalize_embeddings=True,
+                                convert_to_numpy=True, show_progress_bar=False)
+
+        return self._batched(texts, encode, progress)
 
     def _encoder_vectors(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors from the NumPy encoder, with one BLAS thread.
