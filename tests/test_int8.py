@@ -56,7 +56,7 @@ def test_batches_and_progress(int8_embedder):
     seen: list[int] = []
     out = int8_embedder.embed(texts, progress=seen.append)
     assert sum(seen) == 80 and len(seen) == 3
-    # The same text gets nearly the same vector in whatever batch it lands.
+    # Copies of one text in one call get nearly the same vector.
     assert float(out[0] @ out[4]) > 0.999
     assert int8_embedder.embed([]).shape == (0, 384)
 
