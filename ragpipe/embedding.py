@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .int8 import Int8Encoder
 
 MINILM = "minilm"
+INT8_SUFFIX = "+int8"  # appended to the model's name in an int8 index's record
 
 
 class Embedder(Protocol):
@@ -90,16 +91,10 @@ def resolve_precision(setting: str, model: str, recorded: str | None) -> str:
     if setting != "auto":
         return setting
     if recorded:
-        return "int8" if recorded.endswith(_int8_suffix()) else "fp32"
+        return "int8" if recorded.endswith(INT8_SUFFIX) else "fp32"
     from . import bert, int8
 
     return "int8" if bert.supported(resolve_model_path(model)) and int8.available() else "fp32"
-
-
-def _int8_suffix() -> str:
-    from .int8 import SUFFIX
-
-    return SUFFIX
 
 
 class SentenceTransformerEmbedder:
@@ -272,7 +267,7 @@ class SentenceTransformerEmbedder:
     @property
     def name(self) -> str:
         """The model's name and variant, known without loading it (recorded in indexes)."""
-        return self._base_name() + (_int8_suffix() if self.precision == "int8" else "")
+        return self._base_name() + (INT8_SUFFIX if self.precision == "int8" else "")
 
     @property
     def dim(self) -> int:

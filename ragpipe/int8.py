@@ -40,7 +40,6 @@ from .errors import ModelNotFound
 
 # Bumped whenever the export or quantization recipe changes: a new file, a new key.
 RECIPE = "int8-v1"
-SUFFIX = "+int8"
 # The export is refused when a check text's int8 vector is further than this from float32:
 # a guard against a broken export, not a quality measure (that is SciFact's, README: Speed).
 # Measured: 0.981 the lowest over 600 SQuAD paragraphs; the two-letter "ok" 0.962.

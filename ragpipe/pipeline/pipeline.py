@@ -92,8 +92,6 @@ class Pipeline:
         Evaluations name their index after it. It can differ from ``embedder``: with
         ``embedder.precision = "auto"`` an existing index keeps the precision it recorded.
         """
-        if self._embedder is not None and not self.store.exists():
-            return self._embedder
         if self._given_embedder is not None:  # one passed in code (tests, benchmarks)
             return self._given_embedder
         return self._configured_embedder(None)
